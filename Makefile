@@ -1,0 +1,22 @@
+# Two commands on a fresh machine: `make demo` and `make test` (see README.md).
+PY ?= python3
+VENV ?= .venv
+BIN = $(VENV)/bin
+
+.PHONY: demo test venv
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+
+venv: $(BIN)/python
+	$(BIN)/pip install -q --disable-pip-version-check -r requirements-dev.txt
+
+# The demo webhook on the embedded SQLite store, fixtures loaded, on http://127.0.0.1:8080/webhook
+demo: venv
+	$(BIN)/flask --app main store upgrade
+	$(BIN)/flask --app main store load-fixtures
+	$(BIN)/flask --app main run --port 8080
+
+# The whole default test suite (PostgreSQL store tests too when TEST_DATABASE_URL is set)
+test: venv
+	$(BIN)/python -m pytest
