@@ -1,0 +1,183 @@
+"""The card store's tables: SQLAlchemy 2 typed models. Persistence only; the rules live in the handlers,
+except the card status transitions, which are a property of a card."""
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import JSON, ForeignKey, Index, String, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from cardstore.errors import InvalidTransition
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {dict[str, Any]: JSON}
+
+
+# Card statuses, as the seed's validate_card webhook reports them.
+ACTIVE, INACTIVE, BLOCKED = "active", "inactive", "blocked"
+CARD_STATUSES = (ACTIVE, INACTIVE, BLOCKED)
+# What the webhook may do to a card. inactive -> active (reactivation) is an operator's act, never the webhook's.
+WEBHOOK_TRANSITIONS = {(ACTIVE, INACTIVE), (ACTIVE, BLOCKED), (INACTIVE, BLOCKED)}
+LOCK_REASONS = ("damaged", "stolen", "lost", "others")
+
+
+class Customer(Base):
+    __tablename__ = "customers"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    phone_e164: Mapped[str] = mapped_column(String(20), unique=True)
+    name: Mapped[str] = mapped_column(String(200), default="")
+    email: Mapped[str | None] = mapped_column(String(254))
+    zip_code: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    deleted_at: Mapped[dt.datetime | None]
+    # Consecutive wrong codes across challenges; past the limit OTP is disabled until an operator re-enables it.
+    otp_failures: Mapped[int] = mapped_column(default=0)
+    otp_disabled_at: Mapped[dt.datetime | None]
+
+    cards: Mapped[list[Card]] = relationship(back_populates="customer", order_by="Card.id")
+
+
+class Card(Base):
+    __tablename__ = "cards"
+    __table_args__ = (UniqueConstraint("customer_id", "last4"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id", ondelete="CASCADE"), index=True)
+    last4: Mapped[str] = mapped_column(String(4))
+    vendor: Mapped[str] = mapped_column(String(40))
+    status: Mapped[str] = mapped_column(String(16), default=ACTIVE)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    customer: Mapped[Customer] = relationship(back_populates="cards")
+
+    def lock(self, lock_type: str) -> None:
+        """Move to `lock_type` (inactive or blocked) if the webhook may; else InvalidTransition."""
+        if (self.status, lock_type) not in WEBHOOK_TRANSITIONS:
+            raise InvalidTransition(f"card {self.last4}: {self.status} -> {lock_type} is not allowed")
+        self.status = lock_type
+
+
+class LockTicket(Base):
+    __tablename__ = "lock_tickets"
+    # One ticket per (session, card, lock type): a CX retry of the same request gets the first ticket back.
+    __table_args__ = (UniqueConstraint("session", "card_id", "lock_type"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    number: Mapped[int] = mapped_column(unique=True)
+    card_id: Mapped[int] = mapped_column(ForeignKey("cards.id", ondelete="CASCADE"), index=True)
+    session: Mapped[str] = mapped_column(String(500))
+    lock_type: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+    card: Mapped[Card] = relationship()
+
+
+class ReissueRequest(Base):
+    __tablename__ = "reissue_requests"
+    __table_args__ = (UniqueConstraint("session", "card_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    number: Mapped[int] = mapped_column(unique=True)
+    card_id: Mapped[int] = mapped_column(ForeignKey("cards.id", ondelete="CASCADE"), index=True)
+    session: Mapped[str] = mapped_column(String(500))
+    zip_code: Mapped[str] = mapped_column(String(16))
+    delivery_business_days: Mapped[int] = mapped_column(default=3)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+    card: Mapped[Card] = relationship()
+
+
+class OtpChallenge(Base):
+    __tablename__ = "otp_challenges"
+    __table_args__ = (Index("ix_otp_customer_created", "customer_id", "created_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id", ondelete="CASCADE"))
+    session: Mapped[str] = mapped_column(String(500), index=True)
+    channel: Mapped[str] = mapped_column(String(8))
+    # HMAC-SHA256 of the code under the server's key: the code itself is never stored.
+    code_hash: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[dt.datetime]
+    attempts: Mapped[int] = mapped_column(default=0)
+    max_attempts: Mapped[int] = mapped_column(default=3)
+    # pending -> verified | exhausted | superseded
+    status: Mapped[str] = mapped_column(String(12), default="pending")
+
+
+class VerifiedSession(Base):
+    """This CX session proved, by a code, that it speaks for this customer, at verified_at."""
+
+    __tablename__ = "verified_sessions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    session: Mapped[str] = mapped_column(String(500), index=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id", ondelete="CASCADE"))
+    verified_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class Handoff(Base):
+    """A request only a human may answer (reactivating a card); 未回答 until an operator answers it."""
+
+    __tablename__ = "handoffs"
+    __table_args__ = (UniqueConstraint("session", "card_id", "requested_action"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id", ondelete="CASCADE"), index=True)
+    card_id: Mapped[int] = mapped_column(ForeignKey("cards.id", ondelete="CASCADE"))
+    session: Mapped[str] = mapped_column(String(500))
+    requested_action: Mapped[str] = mapped_column(String(20))
+    status: Mapped[str] = mapped_column(String(12), default="unanswered", index=True)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    answered_at: Mapped[dt.datetime | None]
+    answered_by: Mapped[str | None] = mapped_column(String(100))
+    resolution: Mapped[str | None] = mapped_column(String(20))
+    note: Mapped[str | None] = mapped_column(String(2000))
+
+    card: Mapped[Card] = relationship()
+
+
+class OutboxMessage(Base):
+    """A notification to send. Written in the transaction that caused it; delivered after commit."""
+
+    __tablename__ = "outbox"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    customer_id: Mapped[int | None] = mapped_column(ForeignKey("customers.id", ondelete="SET NULL"), index=True)
+    kind: Mapped[str] = mapped_column(String(20))  # otp | lock_ticket | reissue_ticket
+    channel: Mapped[str] = mapped_column(String(8))  # sms | email
+    to: Mapped[str] = mapped_column(String(254))
+    subject: Mapped[str] = mapped_column(String(200), default="")
+    body: Mapped[str] = mapped_column(String(2000))
+    # What `body` becomes once sent, so a delivered code does not stay readable in the store.
+    redacted_body: Mapped[str] = mapped_column(String(2000))
+    status: Mapped[str] = mapped_column(String(8), default="pending", index=True)  # pending | sent | failed
+    attempts: Mapped[int] = mapped_column(default=0)
+    last_error: Mapped[str | None] = mapped_column(String(500))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    next_attempt_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    sent_at: Mapped[dt.datetime | None]
+
+
+class AuditEvent(Base):
+    """Who changed what, when: `system:webhook` or an operator's name. Written with the change it records."""
+
+    __tablename__ = "audit_events"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[dt.datetime] = mapped_column(default=utcnow, index=True)
+    actor: Mapped[str] = mapped_column(String(100), index=True)
+    action: Mapped[str] = mapped_column(String(60))
+    customer_id: Mapped[int | None] = mapped_column(ForeignKey("customers.id", ondelete="SET NULL"), index=True)
+    card_id: Mapped[int | None] = mapped_column(ForeignKey("cards.id", ondelete="SET NULL"))
+    session: Mapped[str | None] = mapped_column(String(500))
+    before: Mapped[dict[str, Any] | None]
+    after: Mapped[dict[str, Any] | None]

@@ -1,0 +1,208 @@
+"""The Authentication component: who is calling, send a one-time code, check it.
+
+A session parameter proves nothing; only `verify_otp` makes a session verified, and it records that in the store.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+
+import pyotp
+from pydantic import BaseModel, ConfigDict
+
+from cardstore.models import Customer, OtpChallenge, VerifiedSession
+from handlers import notices
+from handlers.call import Call
+from handlers.errors import ChannelNotRegistered, CustomerNotFound, InvalidParameter, OtpDisabled, OtpRateLimited
+from handlers.values import OtpCode, PhoneE164, SmallInt, Word, e164, mask_email, mask_phone, national_digits, parse_phone
+
+CHANNELS = ("sms", "email")
+
+
+class Params(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+
+class VerifyUserParams(Params):
+    phone_number: PhoneE164 | None = None
+
+
+class VerifyUserResult(BaseModel):
+    user_found: bool
+    phone_number: str | None = None
+    auth_level: int | None = None
+    registered_phone_last4: str | None = None
+    email_registered: bool | None = None
+    card_count: int | None = None
+
+
+def verify_user(params: VerifyUserParams, call: Call) -> VerifyUserResult:
+    """Identify the caller by the number they gave, or by the caller ID the telephony gateway passed."""
+    ani = _caller_id_e164(call)
+    phone = params.phone_number or ani
+    if phone is None:
+        raise InvalidParameter("phone_number is required (or a caller ID)")
+    customer = call.uow.repo.customer_by_phone(phone)
+    if customer is None:
+        return VerifyUserResult(user_found=False)
+    if call.is_verified(customer):
+        level = 1
+    elif ani is not None and ani == customer.phone_e164:
+        level = 0  # identified by the line it calls from; a code is still needed for anything that matters
+    else:
+        level = -1
+    return VerifyUserResult(
+        user_found=True,
+        phone_number=national_digits(customer.phone_e164),
+        auth_level=level,
+        registered_phone_last4=customer.phone_e164[-4:],
+        email_registered=bool(customer.email),
+        card_count=len(customer.cards),
+    )
+
+
+def _caller_id_e164(call: Call) -> str | None:
+    if not call.caller_id:
+        return None
+    try:
+        return e164(parse_phone(call.caller_id, call.settings.default_region))
+    except ValueError:
+        return None  # withheld or malformed ANI: the caller must give a number
+
+
+class SendOtpParams(Params):
+    phone_number: PhoneE164
+    otp_channel: Word = "sms"
+    max_otp_retry_count: SmallInt | None = None
+
+
+class SendOtpResult(BaseModel):
+    otp_sent: bool
+    otp_channel: str
+    otp_destination_masked: str
+    otp_expires_in_s: int
+
+
+def send_otp(params: SendOtpParams, call: Call) -> SendOtpResult:
+    """Open a new challenge for this session (closing any older one) and queue the code to the customer."""
+    if params.otp_channel not in CHANNELS:
+        raise InvalidParameter("otp_channel must be sms or email")
+    customer = call.customer(params.phone_number)
+    if customer.otp_disabled_at is not None:
+        raise OtpDisabled("OTP is disabled for this customer")
+    if params.otp_channel == "email" and not customer.email:
+        raise ChannelNotRegistered("no e-mail address registered")
+    settings = call.settings
+    repo = call.uow.repo
+    window_start = call.now - dt.timedelta(seconds=settings.otp_send_window_seconds)
+    if repo.count_challenges_since(customer.id, window_start) >= settings.otp_send_limit:
+        raise OtpRateLimited("send limit reached")
+
+    for old in repo.challenges_in_session(customer.id, call.session):
+        if old.status == "pending":
+            old.status = "superseded"
+    code = _new_code(customer, settings.otp_test_numbers, settings.default_region)
+    max_attempts = settings.otp_max_attempts
+    if params.max_otp_retry_count is not None:
+        max_attempts = max(1, min(max_attempts, params.max_otp_retry_count))
+    challenge = repo.add(
+        OtpChallenge(
+            customer_id=customer.id,
+            session=call.session,
+            channel=params.otp_channel,
+            code_hash=code_hash(settings.otp_hash_key, customer.id, call.session, code),
+            created_at=call.now,
+            expires_at=call.now + dt.timedelta(seconds=settings.otp_ttl_seconds),
+            max_attempts=max_attempts,
+        )
+    )
+    masked = mask_email(customer.email) if params.otp_channel == "email" else mask_phone(customer.phone_e164)
+    notices.enqueue(
+        repo, customer, "otp", params.otp_channel, call.language, secret=code, minutes=settings.otp_ttl_seconds // 60
+    )
+    repo.flush()
+    repo.audit(
+        call.actor, "otp.sent", customer=customer, session=call.session,
+        after={"challenge_id": challenge.id, "channel": params.otp_channel, "destination": masked},
+    )
+    call.uow.commit()
+    return SendOtpResult(
+        otp_sent=True,
+        otp_channel=params.otp_channel,
+        otp_destination_masked=masked,
+        otp_expires_in_s=settings.otp_ttl_seconds,
+    )
+
+
+def _new_code(customer: Customer, test_numbers: dict[str, str], region: str) -> str:
+    for number, fixed in test_numbers.items():
+        if e164(parse_phone(number, region)) == customer.phone_e164:
+            return fixed
+    # A fresh random secret from the OS CSPRNG each time; HOTP turns it into 6 digits.
+    return pyotp.HOTP(pyotp.random_base32()).at(0)
+
+
+def code_hash(key: str, customer_id: int, session: str, code: str) -> str:
+    """Keyed hash of a code, bound to the customer and the session it was sent for."""
+    message = f"{customer_id}\x1f{session}\x1f{code}".encode()
+    return hmac.new(key.encode(), message, hashlib.sha256).hexdigest()
+
+
+class VerifyOtpParams(Params):
+    phone_number: PhoneE164
+    otp_code: OtpCode
+
+
+class VerifyOtpResult(BaseModel):
+    otp_verified: bool
+    otp_attempts_left: int
+    auth_level: int | None = None
+    otp_expired: bool | None = None
+    transfer_reason: str | None = None
+
+
+def verify_otp(params: VerifyOtpParams, call: Call) -> VerifyOtpResult:
+    """Check a code against this session's open challenge. Wrong codes count, per challenge and per customer."""
+    customer = call.customer(params.phone_number)
+    if customer.otp_disabled_at is not None:
+        raise OtpDisabled("OTP is disabled for this customer")
+    repo = call.uow.repo
+    challenge = repo.open_challenge(customer.id, call.session)
+    if challenge is None:
+        # Never sent, already used (a replay), or used up: nothing to check against.
+        return VerifyOtpResult(otp_verified=False, otp_attempts_left=0)
+    if call.now >= challenge.expires_at:
+        challenge.status = "expired"
+        repo.audit(call.actor, "otp.expired", customer=customer, session=call.session,
+                   after={"challenge_id": challenge.id})
+        call.uow.commit()
+        return VerifyOtpResult(otp_verified=False, otp_attempts_left=0, otp_expired=True)
+
+    expected = challenge.code_hash
+    given = code_hash(call.settings.otp_hash_key, customer.id, call.session, params.otp_code)
+    if pyotp.utils.strings_equal(expected, given):
+        challenge.status = "verified"
+        customer.otp_failures = 0
+        repo.add(VerifiedSession(session=call.session, customer_id=customer.id, verified_at=call.now))
+        repo.audit(call.actor, "otp.verified", customer=customer, session=call.session,
+                   after={"challenge_id": challenge.id})
+        call.uow.commit()
+        return VerifyOtpResult(otp_verified=True, otp_attempts_left=challenge.max_attempts - challenge.attempts,
+                               auth_level=1)
+
+    challenge.attempts += 1
+    customer.otp_failures += 1
+    left = max(challenge.max_attempts - challenge.attempts, 0)
+    repo.audit(call.actor, "otp.failed", customer=customer, session=call.session,
+               after={"challenge_id": challenge.id, "attempts_left": left, "consecutive_failures": customer.otp_failures})
+    if left == 0:
+        challenge.status = "exhausted"
+    if customer.otp_failures >= call.settings.otp_failure_limit:
+        customer.otp_disabled_at = call.now
+        repo.audit(call.actor, "otp.disabled", customer=customer, session=call.session,
+                   after={"consecutive_failures": customer.otp_failures})
+    call.uow.commit()
+    if left == 0:
+        return VerifyOtpResult(otp_verified=False, otp_attempts_left=0, transfer_reason="max_no_match")
+    return VerifyOtpResult(otp_verified=False, otp_attempts_left=left)

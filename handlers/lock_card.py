@@ -1,0 +1,148 @@
+"""The Lock card component: check a card, lock it, order a replacement, hand a reactivation to a human.
+
+Every change is made with its audit row and its notice in one transaction, and is idempotent per
+(session, card, action): CX retrying a call gets the first answer back.
+"""
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from cardstore.models import BLOCKED, INACTIVE, LOCK_REASONS, Handoff, LockTicket, ReissueRequest
+from cardstore.errors import InvalidTransition
+from handlers import notices
+from handlers.call import Call
+from handlers.errors import CardNotFound, InvalidParameter
+from handlers.values import Last4, PhoneE164, SmallInt, Word, ZipCode
+
+DELIVERY_BUSINESS_DAYS = 3
+
+
+class CardParams(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    phone_number: PhoneE164
+    last_four_digit_of_card_number: Last4
+
+
+class ValidateCardParams(CardParams):
+    auth_level: SmallInt | None = None
+
+
+class ValidateCardResult(BaseModel):
+    card_found: bool
+    zip_code: str | None = None
+    card_vendor: str | None = None
+    card_status: str | None = None
+
+
+def validate_card(params: ValidateCardParams, call: Call) -> ValidateCardResult:
+    """Is this one of the caller's cards, and in which state? A wrong number is an answer, not an error."""
+    customer = call.customer(params.phone_number)
+    call.require_verified(customer, upstream_auth_level=params.auth_level)
+    card = call.uow.repo.card(customer.id, params.last_four_digit_of_card_number)
+    if card is None:
+        # Clear what a previously validated card left behind, so the flow cannot act on it.
+        return ValidateCardResult(card_found=False, zip_code=None, card_vendor=None, card_status=None)
+    return ValidateCardResult(card_found=True, zip_code=customer.zip_code, card_vendor=card.vendor,
+                              card_status=card.status)
+
+
+class LockParams(CardParams):
+    lock_type: Word
+    lock_reason: Word
+
+
+class LockResult(BaseModel):
+    ticket_number: int
+    card_status: str
+
+
+def lock_card_ticket_number(params: LockParams, call: Call) -> LockResult:
+    """Lock the card temporarily (inactive) or permanently (blocked) and issue a ticket."""
+    if params.lock_type not in (INACTIVE, BLOCKED):
+        raise InvalidParameter("lock_type must be inactive or blocked")
+    if params.lock_reason not in LOCK_REASONS:
+        raise InvalidParameter("lock_reason must be one of " + ", ".join(LOCK_REASONS))
+    customer = call.customer(params.phone_number)
+    call.require_step_up(customer)
+    repo = call.uow.repo
+    card = repo.card(customer.id, params.last_four_digit_of_card_number, for_update=True)
+    if card is None:
+        raise CardNotFound("no such card for this customer")
+    done = repo.lock_ticket(call.session, card.id, params.lock_type)
+    if done is not None:
+        return LockResult(ticket_number=done.number, card_status=card.status)
+    before = card.status
+    card.lock(params.lock_type)
+    ticket = repo.add(LockTicket(number=repo.new_number(LockTicket), card_id=card.id, session=call.session,
+                                 lock_type=params.lock_type, reason=params.lock_reason, created_at=call.now))
+    repo.audit(call.actor, "card.locked", card=card, session=call.session, before={"status": before},
+               after={"status": card.status, "reason": params.lock_reason, "ticket_number": ticket.number})
+    notices.enqueue(repo, customer, "lock_ticket", "sms", call.language, last4=card.last4, number=ticket.number)
+    call.uow.commit()
+    return LockResult(ticket_number=ticket.number, card_status=card.status)
+
+
+class ReissueParams(CardParams):
+    zip_code: ZipCode
+
+
+class ReissueResult(BaseModel):
+    acknowledgement_number: int
+    delivery_business_days: int
+
+
+def reissue_card_number(params: ReissueParams, call: Call) -> ReissueResult:
+    """Order a replacement for a locked card, delivered to the registered address only."""
+    customer = call.customer(params.phone_number)
+    call.require_step_up(customer)
+    repo = call.uow.repo
+    card = repo.card(customer.id, params.last_four_digit_of_card_number, for_update=True)
+    if card is None:
+        raise CardNotFound("no such card for this customer")
+    done = repo.reissue_request(call.session, card.id)
+    if done is not None:
+        return ReissueResult(acknowledgement_number=done.number, delivery_business_days=done.delivery_business_days)
+    if card.status not in (INACTIVE, BLOCKED):
+        raise InvalidTransition(f"card {card.last4} is {card.status}: only a locked card is reissued")
+    if params.zip_code != customer.zip_code:
+        raise InvalidParameter("zip_code is not the registered one: a change of address needs a human")
+    request = repo.add(ReissueRequest(number=repo.new_number(ReissueRequest), card_id=card.id, session=call.session,
+                                      zip_code=customer.zip_code, delivery_business_days=DELIVERY_BUSINESS_DAYS,
+                                      created_at=call.now))
+    repo.audit(call.actor, "card.reissue_requested", card=card, session=call.session,
+               after={"acknowledgement_number": request.number, "card_status": card.status})
+    notices.enqueue(repo, customer, "reissue_ticket", "sms", call.language, last4=card.last4, number=request.number,
+                    days=DELIVERY_BUSINESS_DAYS)
+    call.uow.commit()
+    return ReissueResult(acknowledgement_number=request.number, delivery_business_days=DELIVERY_BUSINESS_DAYS)
+
+
+class ReactivationResult(BaseModel):
+    handoff_id: int
+
+
+REACTIVATE: Literal["reactivate"] = "reactivate"
+
+
+def request_reactivation(params: CardParams, call: Call) -> ReactivationResult:
+    """Record that a human must decide on reactivating a temporarily locked card (未回答 until answered)."""
+    customer = call.customer(params.phone_number)
+    call.require_verified(customer)
+    repo = call.uow.repo
+    card = repo.card(customer.id, params.last_four_digit_of_card_number, for_update=True)
+    if card is None:
+        raise CardNotFound("no such card for this customer")
+    done = repo.handoff(call.session, card.id, REACTIVATE)
+    if done is not None:
+        return ReactivationResult(handoff_id=done.id)
+    if card.status != INACTIVE:
+        raise InvalidTransition(f"card {card.last4} is {card.status}: only a temporarily locked card is reactivated")
+    handoff = repo.add(Handoff(customer_id=customer.id, card_id=card.id, session=call.session,
+                               requested_action=REACTIVATE, created_at=call.now))
+    repo.flush()
+    repo.audit(call.actor, "handoff.created", card=card, session=call.session,
+               after={"handoff_id": handoff.id, "requested_action": REACTIVATE, "status": handoff.status})
+    call.uow.commit()
+    return ReactivationResult(handoff_id=handoff.id)

@@ -1,0 +1,41 @@
+"""What the bank tells the customer by SMS or e-mail, in the conversation's language, and the outbox row for it."""
+from __future__ import annotations
+
+from cardstore.models import Customer, OutboxMessage
+from cardstore.repository import Repository
+
+_TEXTS = {
+    "otp": {
+        "ja": ("認証コード", "認証コードは {code} です。有効期限は{minutes}分です。このコードを他人に教えないでください。"),
+        "en": ("Your verification code", "Your verification code is {code}. It expires in {minutes} minutes. Never share it."),
+    },
+    "lock_ticket": {
+        "ja": ("カードロックのお知らせ", "末尾 {last4} のカードをロックしました。リクエスト番号は {number} です。"),
+        "en": ("Your card is locked", "Your card ending {last4} is locked. Your request number is {number}."),
+    },
+    "reissue_ticket": {
+        "ja": ("カード再発行のお知らせ", "末尾 {last4} のカードの再発行を受け付けました。リクエスト番号は {number} です。{days}営業日以内に登録住所へお届けします。"),
+        "en": ("Your new card is on its way", "We have ordered a new card to replace the one ending {last4}. Your request number is {number}. It will reach your registered address within {days} business days."),
+    },
+}
+REDACTED_CODE = "******"
+
+
+def _lang(language: str) -> str:
+    return "en" if language.lower().startswith("en") else "ja"
+
+
+def enqueue(
+    repo: Repository, customer: Customer, kind: str, channel: str, language: str, *, secret: str | None = None, **values: object
+) -> OutboxMessage:
+    """Queue a notice to the customer's registered phone (sms) or e-mail; `secret` is redacted once sent."""
+    subject, template = _TEXTS[kind][_lang(language)]
+    body = template.format(code=secret or "", **values)
+    redacted = template.format(code=REDACTED_CODE, **values) if secret else body
+    to = customer.email if channel == "email" else customer.phone_e164
+    assert to is not None, "callers check the channel is registered"
+    return repo.enqueue(
+        OutboxMessage(
+            customer_id=customer.id, kind=kind, channel=channel, to=to, subject=subject, body=body, redacted_body=redacted
+        )
+    )

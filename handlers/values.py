@@ -1,0 +1,144 @@
+"""The shapes CX values arrive in, and their canonical forms.
+
+CX sends every number as a double (`4444.0`; `42.0` for card "0042"; `1.0` for auth level 1); callers type
+full-width digits (`４４４４`) and phone numbers with spaces or hyphens. These types accept all of that and
+nothing else.
+"""
+from __future__ import annotations
+
+import math
+import unicodedata
+from typing import Annotated, Any
+
+import phonenumbers
+from pydantic import BeforeValidator, ValidationInfo
+
+MAX_TEXT = 200  # no CX parameter we read is longer; longer input is refused, not truncated
+
+
+def _digits(value: Any, width: int, name: str) -> str:
+    """A fixed-width digit string from a str, int or integral float; zero-padded on the left."""
+    if isinstance(value, bool):
+        raise ValueError(f"{name} must be {width} digits")
+    if isinstance(value, float):
+        if not math.isfinite(value) or value != int(value) or value < 0:
+            raise ValueError(f"{name} must be {width} digits")
+        value = str(int(value))
+    elif isinstance(value, int):
+        if value < 0:
+            raise ValueError(f"{name} must be {width} digits")
+        value = str(value)
+    if not isinstance(value, str) or len(value) > MAX_TEXT:
+        raise ValueError(f"{name} must be {width} digits")
+    text = unicodedata.normalize("NFKC", value).strip().replace(" ", "").replace("-", "")
+    if text.endswith(".0") and text[:-2].isdigit():
+        text = text[:-2]
+    if not (text.isascii() and text.isdigit()) or len(text) > width:
+        raise ValueError(f"{name} must be {width} digits")
+    return text.zfill(width)
+
+
+def last4(value: Any) -> str:
+    return _digits(value, 4, "last four digits")
+
+
+def otp_code(value: Any) -> str:
+    return _digits(value, 6, "code")
+
+
+def small_int(value: Any) -> int:
+    if isinstance(value, bool):
+        raise ValueError("must be a whole number")
+    if isinstance(value, str):
+        value = unicodedata.normalize("NFKC", value).strip()
+        if len(value) > 10:
+            raise ValueError("must be a whole number")
+        try:
+            value = float(value)
+        except ValueError:
+            raise ValueError("must be a whole number") from None
+    if isinstance(value, float):
+        if not math.isfinite(value) or value != int(value):
+            raise ValueError("must be a whole number")
+        value = int(value)
+    if not isinstance(value, int) or abs(value) > 1_000_000:
+        raise ValueError("must be a whole number")
+    return value
+
+
+def word(value: Any) -> str:
+    """An enum-like word: case and width folded, e.g. 'SMS' / 'ｓｍｓ' -> 'sms'."""
+    if not isinstance(value, str) or len(value) > MAX_TEXT:
+        raise ValueError("must be text")
+    return unicodedata.normalize("NFKC", value).strip().casefold()
+
+
+def zip_code(value: Any) -> str:
+    """A postal code as digits (JP '123-4567' -> '1234567'); CX may send it as a double."""
+    if isinstance(value, float) and math.isfinite(value) and value == int(value) and value >= 0:
+        value = str(int(value))
+    elif isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    if not isinstance(value, str) or len(value) > 20:
+        raise ValueError("zip code must be digits")
+    text = unicodedata.normalize("NFKC", value).strip().replace("-", "").replace(" ", "").replace("〒", "")
+    if not (text.isascii() and text.isdigit() and 3 <= len(text) <= 10):
+        raise ValueError("zip code must be digits")
+    return text
+
+
+def parse_phone(value: Any, region: str) -> phonenumbers.PhoneNumber:
+    """A phone number parsed with `phonenumbers`; a double (leading zero lost) is read as national digits."""
+    if isinstance(value, float) and math.isfinite(value) and value == int(value) and value > 0:
+        value = str(int(value))
+    elif isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    if not isinstance(value, str) or len(value) > 40:
+        raise ValueError("phone number is not a phone number")
+    text = unicodedata.normalize("NFKC", value).strip()
+    try:
+        number = phonenumbers.parse(text, region)
+    except phonenumbers.NumberParseException:
+        raise ValueError("phone number is not a phone number") from None
+    # "possible", not "valid": validity metadata lags newly allocated ranges, and a bank's records come first.
+    if not phonenumbers.is_possible_number(number):
+        raise ValueError("phone number is not a phone number")
+    return number
+
+
+def e164(number: phonenumbers.PhoneNumber) -> str:
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def national_digits(phone_e164: str) -> str:
+    """The number as the seed's output wants it: without country code, e.g. '09012345041'."""
+    number = phonenumbers.parse(phone_e164)
+    national = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.NATIONAL)
+    return "".join(ch for ch in national if ch.isdigit())
+
+
+def mask_phone(phone_e164: str) -> str:
+    """Only the last four digits, for logs and destination prompts: '*******5041'."""
+    return "*" * max(len(phone_e164) - 5, 0) + phone_e164[-4:]
+
+
+def mask_email(email: str) -> str:
+    """'hanako.sato@example.jp' -> 'h***@example.jp'."""
+    local, _, domain = email.partition("@")
+    return f"{local[:1]}***@{domain}"
+
+
+Last4 = Annotated[str, BeforeValidator(last4)]
+OtpCode = Annotated[str, BeforeValidator(otp_code)]
+SmallInt = Annotated[int, BeforeValidator(small_int)]
+Word = Annotated[str, BeforeValidator(word)]
+ZipCode = Annotated[str, BeforeValidator(zip_code)]
+
+
+def _phone_e164(value: Any, info: ValidationInfo) -> str:
+    region = (info.context or {}).get("region", "JP")
+    return e164(parse_phone(value, region))
+
+
+# Validate with `context={"region": settings.default_region}`; the value becomes E.164.
+PhoneE164 = Annotated[str, BeforeValidator(_phone_e164)]

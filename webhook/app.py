@@ -1,0 +1,80 @@
+"""The Flask application factory, and the lazily built service both entry points share."""
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+
+from flask import Flask
+
+from cardstore.errors import StoreUnavailable
+from cardstore.uow import Store
+from settings import Settings
+from webhook import logs
+from webhook.dispatch import Service
+from webhook.http import json_response, serve
+
+
+def build_service(settings: Settings, instance_path: str | os.PathLike[str]) -> Service:
+    """The service for these settings; the default store is an SQLite file in the instance folder."""
+    url = settings.database_url
+    if url is None:
+        Path(instance_path).mkdir(parents=True, exist_ok=True)
+        url = f"sqlite:///{Path(instance_path) / 'lockcard.sqlite3'}"
+    return Service(settings, Store(url, pool_size=settings.db_pool_size))
+
+
+def create_app(settings: Settings | None = None, **overrides: object) -> Flask:
+    """A Flask app serving POST /webhook and GET /healthz, with the `flask store …` commands.
+
+    `settings` defaults to the environment; `overrides` (snake_case setting names) replace single values.
+    """
+    app = Flask("lockcard", instance_path=str(Path(__file__).resolve().parent.parent / "instance"))
+    if settings is None:
+        settings = Settings.from_env(**overrides)
+    elif overrides:
+        settings = settings.model_copy(update=overrides)
+    logs.configure()
+    service = build_service(settings, app.instance_path)
+    app.extensions["lockcard"] = service
+
+    @app.post("/webhook")
+    def webhook_route():
+        from flask import request
+
+        return serve(request, service)
+
+    @app.get("/healthz")
+    def healthz():
+        try:
+            service.store.ping()
+        except StoreUnavailable as exc:
+            return json_response(503, {"status": "unavailable", "store": str(exc)})
+        return json_response(200, {"status": "ok"})
+
+    from cardstore import cli as store_cli
+
+    store_cli.init_app(app)
+    return app
+
+
+def service_of(app: Flask) -> Service:
+    return app.extensions["lockcard"]
+
+
+class LazyApp:
+    """A WSGI app built on its first request, so importing `main` does no work (gunicorn: `main:app`)."""
+
+    def __init__(self) -> None:
+        self._app: Flask | None = None
+        self._lock = threading.Lock()
+
+    def get(self) -> Flask:
+        if self._app is None:
+            with self._lock:
+                if self._app is None:
+                    self._app = create_app()
+        return self._app
+
+    def __call__(self, environ, start_response):
+        return self.get()(environ, start_response)
