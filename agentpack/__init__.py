@@ -1,0 +1,9 @@
+"""agentpack: builds, validates and deploys the Lock card CX agent.
+
+The agent's sources are CX JSON export files at the repository root (`flows/`, `entities/`, `intents/`,
+`testCases/`); `build` assembles them with an `agent.json` and the webhook definition generated from settings
+into the layout *Restore agent* accepts. Knows CX JSON; knows nothing of the webhook's internals.
+"""
+from agentpack.build import WEBHOOK_DISPLAY_NAME, build
+
+__all__ = ["WEBHOOK_DISPLAY_NAME", "build"]

@@ -1,0 +1,92 @@
+"""Assemble the CX export layout from the sources at the repository root, plus agent.json and the webhook."""
+from __future__ import annotations
+
+import json
+import shutil
+import uuid
+import zipfile
+from pathlib import Path
+
+from agentpack.settings import PackSettings
+
+REPO = Path(__file__).resolve().parent.parent
+# Source folder -> folder name in the CX export (entity types are `entityTypes/` there).
+SOURCES = {"flows": "flows", "entities": "entityTypes", "intents": "intents", "testCases": "testCases"}
+WEBHOOK_DISPLAY_NAME = "prebuilt_components_lock_card_webhook"
+DEFAULT_LANGUAGE = "ja"
+LANGUAGES = ("ja", "en")
+START_FLOW = "Default Start Flow"
+_NS = uuid.UUID("6f1f4b7e-3a52-4c1e-9a55-0c6b2b1a7d10")
+
+
+class BuildError(Exception):
+    """The sources or the output folder are not what a build needs."""
+
+
+def agent_json(settings: PackSettings) -> dict:
+    """agent.json: Japanese first, English too; DTMF on for the phone; the start flow greets the caller."""
+    return {
+        "description": "Lock card: authenticate the card holder, lock a card temporarily or permanently, "
+                       "reissue it, and hand reactivation to a person.",
+        "defaultLanguageCode": DEFAULT_LANGUAGE,
+        "supportedLanguageCodes": [code for code in LANGUAGES if code != DEFAULT_LANGUAGE],
+        "timeZone": settings.agent_time_zone,
+        "startFlow": START_FLOW,
+        "enableStackdriverLogging": True,
+        "enableSpellCorrection": False,
+        "speechToTextSettings": {"enableSpeechAdaptation": True},
+        "advancedSettings": {
+            "loggingSettings": {"enableStackdriverLogging": True, "enableInteractionLogging": False},
+            # Agent-wide DTMF; the card-number, code and postal-code parameters set their own digit counts.
+            "dtmfSettings": {"enabled": True, "maxDigits": 11, "finishDigit": "#"},
+        },
+    }
+
+
+def webhook_json(settings: PackSettings) -> dict:
+    """The one standard webhook every page calls, told apart by tag."""
+    service: dict = {"uri": settings.agent_webhook_url, "webhookType": "STANDARD", "httpMethod": "POST"}
+    if settings.agent_webhook_auth == "service_agent":
+        service["serviceAgentAuth"] = "ID_TOKEN"
+    elif settings.agent_webhook_auth == "basic":
+        service["username"] = settings.agent_webhook_username
+        service["password"] = settings.agent_webhook_password
+    elif settings.agent_webhook_auth == "header":
+        service["requestHeaders"] = [{"key": k, "value": v} for k, v in settings.agent_webhook_headers.items()]
+    return {
+        "name": str(uuid.uuid5(_NS, "webhook/" + WEBHOOK_DISPLAY_NAME)),
+        "displayName": WEBHOOK_DISPLAY_NAME,
+        "genericWebService": service,
+        "timeout": {"seconds": settings.agent_webhook_timeout_s},
+    }
+
+
+def build(out: Path | str, settings: PackSettings | None = None, source: Path | str = REPO) -> Path:
+    """Write the agent in CX export layout into `out` (replaced) and `out`.zip; return the zip's path."""
+    settings = settings or PackSettings.from_env()
+    out, source = Path(out), Path(source)
+    if out.resolve() in (source.resolve(), *[(source / s).resolve() for s in SOURCES]):
+        raise BuildError(f"refusing to build into the sources: {out}")
+    missing = [s for s in ("flows", "entities", "intents") if not (source / s).is_dir()]
+    if missing:
+        raise BuildError(f"sources missing under {source}: {', '.join(missing)}")
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    for src, dst in SOURCES.items():
+        if (source / src).is_dir():
+            shutil.copytree(source / src, out / dst, ignore=shutil.ignore_patterns(".*"))
+    _write(out / "agent.json", agent_json(settings))
+    _write(out / "webhooks" / f"{WEBHOOK_DISPLAY_NAME}.json", webhook_json(settings))
+
+    zip_path = out.with_name(out.name + ".zip")
+    with zipfile.ZipFile(zip_path, "w", zipfile.ZIP_DEFLATED) as zf:
+        for path in sorted(out.rglob("*")):
+            if path.is_file():
+                zf.write(path, path.relative_to(out).as_posix())
+    return zip_path
+
+
+def _write(path: Path, data: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
