@@ -119,7 +119,7 @@ def national_digits(phone_e164: str) -> str:
 
 def mask_phone(phone_e164: str) -> str:
     """Only the last four digits, for logs and destination prompts: '*******5041'."""
-    return "*" * max(len(phone_e164) - 5, 0) + phone_e164[-4:]
+    return "*" * max(len(phone_e164) - 4, 0) + phone_e164[-4:]
 
 
 def mask_email(email: str) -> str:
