@@ -28,7 +28,7 @@ class Scope(Protocol):
 _REF_ROOTS = ("session.params", "page.params", "intent.params", "flow", "request", "session")
 _REF_RE = re.compile(
     r"\$(session\.params|page\.params|intent\.params|flow|request|session)"
-    r"((?:\.[A-Za-z_\u0080-\uffff][\w\-\u0080-\uffff]*|\[\d+\])*)"
+    r"((?:\.[A-Za-z_][A-Za-z0-9_\-]*|\[\d+\])*)"
 )
 _FUNC_RE = re.compile(r"\$sys\.func\.([A-Za-z_]+)\s*\(")
 _PATH_PART_RE = re.compile(r"\.([^.\[]+)|\[(\d+)\]")

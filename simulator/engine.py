@@ -125,6 +125,7 @@ class Session:
         self.start_flow = start_flow or agent.start_flow
         self.channel = channel
         self.transport = Transport(webhook, webhook_path)
+        self.webhooks_enabled = True
         self.nlu = NLU(agent, self.language)
         self.stack: list[_Frame] = []
         self.started = False
@@ -640,6 +641,9 @@ class Session:
 
     def _webhook(self, f: Fulfillment) -> tuple[list[dict], str, Target | None]:
         hook = self.agent.webhooks[f.webhook]
+        if not self.webhooks_enabled:
+            self._log(f"webhook {hook.name} skipped (webhooks disabled)")
+            return [], "APPEND", None
         if hook.unsupported:
             raise UnsupportedFeature(hook.unsupported[0], hook.source)
         flexible = hook.kind == "FLEXIBLE"

@@ -473,7 +473,7 @@ def _load_webhook(files: _Files, path: str) -> Webhook:
     if isinstance(timeout, str):
         timeout_s = float(timeout.rstrip("s") or 5)
     else:
-        timeout_s = float(timeout.get("seconds", 5)) + float(timeout.get("nanos", 0)) / 1e9
+        timeout_s = float(timeout.get("seconds", 0 if timeout else 5)) + float(timeout.get("nanos", 0)) / 1e9
     return Webhook(
         name=d.get("displayName", posixpath.basename(path)[:-5]),
         id=d.get("name", ""),

@@ -151,7 +151,7 @@ class NLU:
             subject = unicodedata.normalize("NFKC", text or "")
             for value, synonyms in self._entities(entity):
                 for pattern in synonyms or [value]:
-                    m = re.search(pattern, subject, re.IGNORECASE)
+                    m = re.search(pattern, subject, re.IGNORECASE | re.ASCII)  # RE2: \b and \w are ASCII
                     if m:
                         return m.group(0), m.group(0)
             return None
@@ -164,7 +164,7 @@ class NLU:
                 if not needle or tuple(needle) in excluded:
                     continue
                 for start in _find(hay, needle):
-                    cand = (-len(needle), start, value, join_units(needle))
+                    cand = (-len(needle), start, value, syn)
                     if best is None or cand[:2] < best[:2]:
                         best = cand
         if best is None:

@@ -159,7 +159,7 @@ def timed(fn: Callable[[], Any]) -> tuple[Any, float]:
 # ------------------------------------------------------------------------------------ flexible webhooks
 
 _QUOTED_REF_RE = re.compile(r'"(\$(?:session\.params|page\.params|intent\.params|flow|request)'
-                            r'(?:\.[A-Za-z_\u0080-\uffff][\w\-\u0080-\uffff]*|\[\d+\])+)"')
+                            r'(?:\.[A-Za-z_][A-Za-z0-9_\-]*|\[\d+\])+)"')
 
 
 def render_request_body(template: str, scope: Scope) -> Any:
