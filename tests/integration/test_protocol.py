@@ -116,3 +116,14 @@ def test_responses_never_carry_a_traceback_for_an_unexpected_error(client, calle
     text = r.get_data(as_text=True)
     assert "INTERNAL" in text and "secret detail" not in text and "Traceback" not in text
     assert json.loads(text)["sessionInfo"]["parameters"]["transfer_reason"] == "webhook_error"
+
+
+def test_the_sample_requests_in_fixtures_are_valid_cx_requests(client):
+    """Every file in fixtures/requests/ routes to a known tag (none is a 400)."""
+    from pathlib import Path
+
+    files = sorted(Path("fixtures/requests").glob("*.json"))
+    assert len(files) == 8
+    for path in files:
+        r = client.post("/webhook", json=json.loads(path.read_text(encoding="utf-8")))
+        assert r.status_code == 200, path.name
