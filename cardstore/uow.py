@@ -9,7 +9,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from sqlalchemy import create_engine, event, text
+from sqlalchemy import create_engine, event, make_url, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError, OperationalError, TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session, sessionmaker
@@ -35,9 +35,12 @@ def build_engine(url: str, *, pool_size: int = 5) -> Engine:
     if url.startswith("sqlite"):
         kwargs["connect_args"] = {"timeout": CONNECT_TIMEOUT_S, "check_same_thread": False}
     elif url.startswith("postgresql"):
+        # Our timeouts are added to any `options` the URL carries (e.g. a search_path), not put in their place.
+        url_options = make_url(url).query.get("options", "")
+        timeouts = f"-c statement_timeout={STATEMENT_TIMEOUT_MS} -c lock_timeout={STATEMENT_TIMEOUT_MS}"
         kwargs["connect_args"] = {
             "connect_timeout": CONNECT_TIMEOUT_S,
-            "options": f"-c statement_timeout={STATEMENT_TIMEOUT_MS} -c lock_timeout={STATEMENT_TIMEOUT_MS}",
+            "options": f"{url_options} {timeouts}".strip(),
         }
         kwargs.update(pool_size=pool_size, max_overflow=0, pool_timeout=CONNECT_TIMEOUT_S)
     engine = create_engine(url, **kwargs)

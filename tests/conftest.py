@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from flask.testing import FlaskClient
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, make_url, text
 
 from cardstore import fixtures, migrate
 from cardstore.models import Base
@@ -45,26 +45,33 @@ def sqlite_url(tmp_path, sqlite_template) -> str:
 
 @pytest.fixture(scope="session")
 def postgres_base_url() -> str:
-    """TEST_DATABASE_URL, migrated from scratch once per run. Under CI (TEST_REQUIRE_POSTGRES) it must work."""
+    """TEST_DATABASE_URL with a schema of this run's own (so parallel runs never clash), migrated once.
+
+    Under CI (TEST_REQUIRE_POSTGRES=1) an unset or unreachable server fails the run instead of skipping."""
     url = os.environ.get("TEST_DATABASE_URL")
     required = os.environ.get("TEST_REQUIRE_POSTGRES") == "1"
     if not url:
         if required:
             pytest.fail("TEST_REQUIRE_POSTGRES=1 but TEST_DATABASE_URL is not set")
         pytest.skip("TEST_DATABASE_URL not set: PostgreSQL store tests skipped")
-    engine = create_engine(url)
+    schema = f"lockcard_test_{os.getpid()}"
+    admin = create_engine(url)
     try:
-        with engine.begin() as conn:
-            conn.execute(text("DROP SCHEMA IF EXISTS public CASCADE"))
-            conn.execute(text("CREATE SCHEMA public"))
+        with admin.begin() as conn:
+            conn.execute(text(f"DROP SCHEMA IF EXISTS {schema} CASCADE"))
+            conn.execute(text(f"CREATE SCHEMA {schema}"))
     except Exception as exc:  # noqa: BLE001
+        admin.dispose()
         if required:
             pytest.fail(f"PostgreSQL at TEST_DATABASE_URL is unreachable: {type(exc).__name__}")
         pytest.skip(f"PostgreSQL unreachable: {type(exc).__name__}")
-    finally:
-        engine.dispose()
-    migrate.upgrade(url)
-    return url
+    scoped = make_url(url).update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(
+        hide_password=False)
+    migrate.upgrade(scoped)
+    yield scoped
+    with admin.begin() as conn:
+        conn.execute(text(f"DROP SCHEMA IF EXISTS {schema} CASCADE"))
+    admin.dispose()
 
 
 def reset_postgres(url: str) -> None:

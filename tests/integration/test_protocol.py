@@ -122,7 +122,7 @@ def test_the_sample_requests_in_fixtures_are_valid_cx_requests(client):
     """Every file in fixtures/requests/ routes to a known tag (none is a 400)."""
     from pathlib import Path
 
-    files = sorted(Path("fixtures/requests").glob("*.json"))
+    files = sorted((Path(__file__).parents[2] / "fixtures" / "requests").glob("*.json"))
     assert len(files) == 8
     for path in files:
         r = client.post("/webhook", json=json.loads(path.read_text(encoding="utf-8")))
