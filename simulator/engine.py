@@ -583,7 +583,12 @@ class Session:
         rendered = [self._render_message(m) for m in messages if self._channel_ok(m)]
         override = None
         if f.webhook:
-            extra, merge, override = self._webhook(f)
+            try:
+                extra, merge, override = self._webhook(f)
+            except _WebhookEvent:
+                for m in rendered:  # the static responses were already queued when the call failed
+                    self._emit(m)
+                raise
             rendered = extra if merge == "REPLACE" else rendered + extra
         for m in rendered:
             self._emit(m)
@@ -601,12 +606,17 @@ class Session:
     def _cases(self, cases: list[dict]) -> list[dict]:
         for case in cases:
             if self._holds(case.get("condition", ""), self._where()):
-                out = []
+                # One case holds a message per language: filter them together, keeping nested cases in place.
+                out: list[dict] = []
+                pending: list[dict] = []
                 for content in case.get("caseContent") or []:
                     if "message" in content:
-                        out.extend(self._for_language([content["message"]]))
+                        pending.append(content["message"])
                     elif "additionalCases" in content:
+                        out.extend(self._for_language(pending))
+                        pending = []
                         out.extend(self._cases(content["additionalCases"].get("cases") or []))
+                out.extend(self._for_language(pending))
                 return out
         return []
 
@@ -762,10 +772,12 @@ class Session:
         key = ref.rsplit("/", 1)[-1]
         if key.upper() in SYMBOLIC_PAGES.values():
             return Target(page=key.upper())
+        flow = self.frame.flow
         if "/flows/" in ref:
-            flow = self.agent.flow(ref.split("/flows/")[1].split("/")[0])
-        else:
-            flow = self.frame.flow
+            try:
+                flow = self.agent.flow(ref.split("/flows/")[1].split("/")[0])
+            except KeyError:
+                pass  # a resource name from the live agent: its ids are not the export's, use the current flow
         for p in flow.pages.values():
             if key in (p.id, p.name):
                 if flow is not self.frame.flow:

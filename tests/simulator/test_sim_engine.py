@@ -354,3 +354,14 @@ def test_turn_reports_parameter_changes_and_pages(agent, bank):
     assert t.pages == ["Default Start Flow/Start Page", "Lock card/Start Page", "Lock card/check auth",
                        "Lock card/> ask card"]
     assert t.param_changes == {"lock_type": (None, "inactive")}
+
+
+def test_conditional_case_speaks_only_the_session_language(build_agent):
+    """A case with one message per language says only the session language's message."""
+    both = [{"message": {"text": {"text": ["日本語です。"]}, "languageCode": "ja"}},
+            {"message": {"text": {"text": ["English."]}, "languageCode": "en"}}]
+    agent = build_agent(flows={"Default Start Flow": {
+        "routes": [route(condition="true", page="hello")],
+        "pages": {"hello": {"entry": {"conditionalCases": [{"cases": [{"caseContent": both}]}]}}}}})
+    assert Session(agent, language_code="en").send().messages == ["English."]
+    assert Session(agent, language_code="ja").send().messages == ["日本語です。"]
