@@ -33,6 +33,8 @@ def _print_turn(turn: Turn, verbose: bool, out) -> None:
         for line in turn.log:
             if not line.startswith(("agent:", "user:")):
                 print(f"  · {line}", file=out)
+        if turn.events:
+            print(f"  · events: {', '.join(turn.events)}", file=out)
         for call in turn.webhook_calls:
             status = call.error or call.status
             print(f"  · webhook {call.webhook} tag={call.tag!r} -> {status}", file=out)

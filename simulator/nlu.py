@@ -218,7 +218,10 @@ class NLU:
         for full, segs in self._phrases(intent):
             if full == hay:
                 return 1.0, {}
-            found = self._template_match(intent, segs, hay)
+            try:
+                found = self._template_match(intent, segs, hay)
+            except UnsupportedFeature:
+                found = None  # scored as plain text here; extracting the parameter for real raises later
             if found is not None:
                 return 1.0, found
             if _find(hay, full) and (len(full) >= 2 or full[0].isascii()):
