@@ -1,0 +1,51 @@
+"""`python -m agentpack build --out DIR` · `python -m agentpack deploy --agent projects/…/agents/…`."""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+from agentpack.build import BuildError, build
+from agentpack.settings import PackSettings
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m agentpack", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    b = sub.add_parser("build", help="assemble the agent in CX export layout: DIR and DIR.zip")
+    b.add_argument("--out", required=True, type=Path, help="output folder (replaced); the zip is written beside it")
+    b.add_argument("--webhook-url", help="webhook URL (default: AGENT_WEBHOOK_URL)")
+    d = sub.add_parser("deploy", help="restore the agent from the built zip and point its webhook at the service")
+    d.add_argument("--agent", required=True, help="projects/PROJECT/locations/LOCATION/agents/AGENT_ID")
+    d.add_argument("--zip", type=Path, help="a zip from `build` (default: build one now)")
+    d.add_argument("--webhook-url", help="webhook URL (default: AGENT_WEBHOOK_URL)")
+    args = parser.parse_args(argv)
+
+    try:
+        settings = PackSettings.from_env(agent_webhook_url=args.webhook_url)
+        if args.command == "build":
+            zip_path = build(args.out, settings)
+            print(f"built {args.out} and {zip_path}")
+            return 0
+        from agentpack.deploy import DeployError, deploy
+
+        with tempfile.TemporaryDirectory() as tmp:
+            zip_path = args.zip or build(Path(tmp) / "agent", settings)
+            try:
+                # Only a URL someone gave replaces the one restored from the zip (never the placeholder).
+                url = args.webhook_url or os.environ.get("AGENT_WEBHOOK_URL") or None
+                done = deploy(args.agent, zip_path, webhook_uri=url)
+            except DeployError as exc:
+                print(f"agentpack: {exc}", file=sys.stderr)
+                return 2
+        print(f"restored {done.agent}; webhook {done.webhook} -> {done.webhook_uri}")
+        return 0
+    except (BuildError, ValueError) as exc:
+        print(f"agentpack: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
