@@ -127,3 +127,12 @@ def test_the_sample_requests_in_fixtures_are_valid_cx_requests(client):
     for path in files:
         r = client.post("/webhook", json=json.loads(path.read_text(encoding="utf-8")))
         assert r.status_code == 200, path.name
+
+
+def test_the_strict_response_check_can_fail():
+    """The official-type check used on every response rejects a field CX does not know."""
+    from tests.conftest import assert_official_webhook_response
+
+    assert_official_webhook_response('{"sessionInfo": {"parameters": {"a": null}}}')
+    with pytest.raises(Exception):
+        assert_official_webhook_response('{"sessionInfo": {"parameterz": {}}}')
