@@ -9,7 +9,7 @@ does: `textResponses` (all texts, in order), `currentPage.displayName`, `trigger
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 from simulator.conditions import values_equal
 from simulator.engine import Session
@@ -129,8 +129,12 @@ def _compare(expected: dict, got, tracking: list[str] | None, tr: TurnResult) ->
 
 
 def run_test_cases(agent: Agent, language: str | None = None, webhook: Any = None, names: list[str] | None = None,
-                   **session_kwargs: Any) -> list[CaseResult]:
-    """Replay the agent's test cases; with `language`, only those in that language (or with none stated)."""
+                   webhook_factory: Callable[[dict], Any] | None = None, **session_kwargs: Any) -> list[CaseResult]:
+    """Replay the agent's test cases; with `language`, only those in that language (or with none stated).
+
+    `webhook_factory(test_case) -> destination` gives each test case its own webhook (e.g. a fresh app and store),
+    so test cases that change data do not see each other's changes.
+    """
     results = []
     for tc in sorted(agent.test_cases, key=lambda t: t.get("displayName", "")):
         if names and tc.get("displayName") not in names:
@@ -138,7 +142,8 @@ def run_test_cases(agent: Agent, language: str | None = None, webhook: Any = Non
         lang = case_language(tc, language or agent.default_language)
         if language and lang != language:
             continue
-        results.append(run_test_case(agent, tc, lang, webhook, **session_kwargs))
+        target = webhook_factory(tc) if webhook_factory is not None else webhook
+        results.append(run_test_case(agent, tc, lang, target, **session_kwargs))
     return results
 
 

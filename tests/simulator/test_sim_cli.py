@@ -112,3 +112,14 @@ def test_module_entry_point(tmp_path):
                             capture_output=True, text=True, cwd=Path(__file__).resolve().parents[2])
     assert result.returncode == 0, result.stdout + result.stderr
     assert "1/1 test cases passed" in result.stdout
+
+
+def test_webhook_factory_gives_each_test_case_its_own_webhook(tmp_path):
+    """run_test_cases(webhook_factory=…) builds one destination per test case."""
+    from simulator import load_agent
+    from simulator.testcases import run_test_cases
+
+    agent = load_agent(_export(tmp_path, {"good": GOOD, "english": ENGLISH}))
+    made = []
+    results = run_test_cases(agent, webhook_factory=lambda tc: made.append(tc["displayName"]) or (lambda req: {}))
+    assert sorted(made) == ["english", "good"] and all(r.passed for r in results)

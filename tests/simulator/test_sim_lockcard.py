@@ -1,0 +1,57 @@
+"""Our shipped Lock card agent, run by the simulator against the real webhook; codes read from the caller's phone."""
+
+import re
+
+import pytest
+
+from simulator import Session, load_agent
+
+
+@pytest.fixture(scope="module")
+def lockcard(tmp_path_factory):
+    """The agent as agentpack builds it (the CX export layout), loaded once for this module."""
+    from agentpack.build import build
+
+    return load_agent(build(tmp_path_factory.mktemp("agentpack") / "agent"))
+
+
+def test_seed_dialog_1_locks_a_card_with_codes_from_the_sms(lockcard, make_app, phone):
+    """Seed dialog 1: an unauthenticated caller with four cards verifies twice by SMS and locks MasterCard 4444."""
+    s = Session(lockcard, webhook=make_app(), language_code="ja", session_params={"phone_number": "09000001111"})
+    s.send()
+    s.send(text="こんにちは")
+    assert s.send(text="カードをロックしたい").page == "> confirm sms"
+    assert s.send(text="はい").page == "> collect otp"
+    t = s.send(text=phone.last_code())
+    assert t.params["auth_level"] == 1 and t.params["card_count"] == 4 and t.page == "> collect card number"
+    assert s.send(text="4444").page == "> confirm card number"
+    assert s.send(text="はい").page == "> lock type"
+    assert s.send(text="一時的にロックする").page == "> lock reason"
+    assert s.send(text="破損した").page == "> card auth channel"
+    assert s.send(text="スマートフォンに送信").page == "> card auth collect code"
+    assert s.send(text=phone.last_code()).page == "> confirm temporary lock"
+    t = s.send(text="はい")
+    assert (t.params["card_status"], t.params["lock_type"], t.params["lock_reason"]) == ("inactive", "inactive",
+                                                                                         "damaged")
+    assert re.fullmatch(r"\d{7}", str(int(t.params["ticket_number"])))
+    assert [m["kind"] for m in phone.messages()].count("otp") == 2
+
+
+def test_a_wrong_code_is_not_accepted(lockcard, make_app, phone):
+    """A code that is not the one sent leaves the caller unauthenticated."""
+    s = Session(lockcard, webhook=make_app(), language_code="ja", session_params={"phone_number": "09000001111"})
+    s.send(text="こんにちは")
+    s.send(text="カードをロックしたい")
+    s.send(text="はい")
+    wrong = "000000" if phone.last_code() != "000000" else "111111"
+    t = s.send(text=wrong)
+    assert t.params.get("auth_level") != 1 and t.page == "> collect otp"
+
+
+def test_asking_for_a_person_hands_over_with_transfer_reason_agent(lockcard, make_app):
+    """Asking for an operator in the middle of the flow ends with transfer_reason "agent"."""
+    s = Session(lockcard, webhook=make_app(), language_code="ja", session_params={"phone_number": "09000001111"})
+    s.send(text="こんにちは")
+    s.send(text="カードをロックしたい")
+    t = s.send(text="オペレーターと話したい")
+    assert t.params["transfer_reason"] == "agent" and t.ended
