@@ -25,13 +25,21 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture
-def smtp_server():
+@pytest.fixture(scope="module")
+def smtp_controller():
     inbox = Inbox()
     controller = Controller(inbox, hostname="127.0.0.1", port=_free_port())
     controller.start()
-    yield controller.port, inbox
+    yield controller, inbox
     controller.stop()
+
+
+@pytest.fixture
+def smtp_server(smtp_controller):
+    """A real SMTP server on loopback and what it received during this test."""
+    controller, inbox = smtp_controller
+    inbox.mails.clear()
+    return controller.port, inbox
 
 
 def test_an_email_code_arrives_by_smtp_and_verifies(make_app, smtp_server):
