@@ -9,7 +9,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from cardstore.models import BLOCKED, INACTIVE, LOCK_REASONS, Handoff, LockTicket, ReissueRequest
+from cardstore.models import BLOCKED, INACTIVE, LOCK_REASONS, Card, Customer, Handoff, LockTicket, ReissueRequest
 from cardstore.errors import InvalidTransition
 from handlers import notices
 from handlers.call import Call
@@ -23,6 +23,19 @@ class CardParams(BaseModel):
     model_config = ConfigDict(extra="ignore")
     phone_number: PhoneE164
     last_four_digit_of_card_number: Last4
+
+
+def _card_to_change(params: CardParams, call: Call, *, step_up: bool) -> tuple[Customer, Card]:
+    """The customer and their card, row-locked for the change, once the session has the right to make it."""
+    customer = call.customer(params.phone_number)
+    if step_up:
+        call.require_step_up(customer)
+    else:
+        call.require_verified(customer)
+    card = call.uow.repo.card(customer.id, params.last_four_digit_of_card_number, for_update=True)
+    if card is None:
+        raise CardNotFound("no such card for this customer")
+    return customer, card
 
 
 class ValidateCardParams(CardParams):
@@ -64,12 +77,8 @@ def lock_card_ticket_number(params: LockParams, call: Call) -> LockResult:
         raise InvalidParameter("lock_type must be inactive or blocked")
     if params.lock_reason not in LOCK_REASONS:
         raise InvalidParameter("lock_reason must be one of " + ", ".join(LOCK_REASONS))
-    customer = call.customer(params.phone_number)
-    call.require_step_up(customer)
+    customer, card = _card_to_change(params, call, step_up=True)
     repo = call.uow.repo
-    card = repo.card(customer.id, params.last_four_digit_of_card_number, for_update=True)
-    if card is None:
-        raise CardNotFound("no such card for this customer")
     done = repo.lock_ticket(call.session, card.id, params.lock_type)
     if done is not None:
         return LockResult(ticket_number=done.number, card_status=card.status)
@@ -95,12 +104,8 @@ class ReissueResult(BaseModel):
 
 def reissue_card_number(params: ReissueParams, call: Call) -> ReissueResult:
     """Order a replacement for a locked card, delivered to the registered address only."""
-    customer = call.customer(params.phone_number)
-    call.require_step_up(customer)
+    customer, card = _card_to_change(params, call, step_up=True)
     repo = call.uow.repo
-    card = repo.card(customer.id, params.last_four_digit_of_card_number, for_update=True)
-    if card is None:
-        raise CardNotFound("no such card for this customer")
     done = repo.reissue_request(call.session, card.id)
     if done is not None:
         return ReissueResult(acknowledgement_number=done.number, delivery_business_days=done.delivery_business_days)
@@ -128,12 +133,8 @@ REACTIVATE: Literal["reactivate"] = "reactivate"
 
 def request_reactivation(params: CardParams, call: Call) -> ReactivationResult:
     """Record that a human must decide on reactivating a temporarily locked card (未回答 until answered)."""
-    customer = call.customer(params.phone_number)
-    call.require_verified(customer)
+    customer, card = _card_to_change(params, call, step_up=False)
     repo = call.uow.repo
-    card = repo.card(customer.id, params.last_four_digit_of_card_number, for_update=True)
-    if card is None:
-        raise CardNotFound("no such card for this customer")
     done = repo.handoff(call.session, card.id, REACTIVATE)
     if done is not None:
         return ReactivationResult(handoff_id=done.id)
