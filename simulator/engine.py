@@ -63,6 +63,7 @@ class Turn:
     pages: list[str] = field(default_factory=list)
     param_changes: dict[str, tuple[Any, Any]] = field(default_factory=dict)
     log: list[str] = field(default_factory=list)
+    alternatives: list[list[str]] = field(default_factory=list)  # per message: every variant the agent defines
 
     @property
     def text(self) -> str:
@@ -138,6 +139,8 @@ class Session:
         self._match: IntentMatch | None = None
         if agent.unsupported:
             raise UnsupportedFeature(agent.unsupported[0], f"{agent.root}/agent.json")
+        if self.language not in agent.languages:
+            raise SimulatorError(f"language {self.language!r} is not one of the agent's: {agent.languages}")
 
     # ------------------------------------------------------------------------------------- public API
 
@@ -418,12 +421,13 @@ class Session:
     def _on_input(self, text: str | None, dtmf: str | None) -> Target | None:
         frame = self.frame
         filling = frame.filling
-        if dtmf is not None and filling is not None and filling.dtmf:
+        dtmf_settings = (filling.dtmf or self.agent.dtmf) if filling is not None else None
+        if dtmf is not None and dtmf_settings:
             digits = dtmf
-            finish = filling.dtmf.get("finishDigit")
+            finish = dtmf_settings.get("finishDigit")
             if finish and digits.endswith(finish):
                 digits = digits[: -len(finish)]
-            max_digits = filling.dtmf.get("maxDigits")
+            max_digits = dtmf_settings.get("maxDigits")
             if max_digits:
                 digits = digits[: int(max_digits)]
             got = self.nlu.extract(filling.entity_type, digits)
@@ -622,8 +626,12 @@ class Session:
 
     def _render_message(self, m: dict) -> dict:
         if "text" in m:
+            # CX picks one variant at random; we say the first and remember the others for test comparison.
             texts = m["text"].get("text") or [""]
-            return {"text": {"text": [render(texts[0], self)]}}
+            out = {"text": {"text": [render(texts[0], self)]}}
+            if len(texts) > 1:
+                out["_alternatives"] = [render(t, self) for t in texts]
+            return out
         if "payload" in m:
             return {"payload": evaluate_value(m["payload"], self)}
         if "outputAudioText" in m:
@@ -633,15 +641,18 @@ class Session:
 
     def _emit(self, m: dict) -> None:
         turn = self._turn
+        alternatives = m.pop("_alternatives", None)
         turn.responses.append(m)
         if "text" in m:
             for t in m["text"].get("text") or []:
                 turn.messages.append(t)
+                turn.alternatives.append(alternatives or [t])
                 self._log(f"agent: {t}")
         elif "outputAudioText" in m:
             oat = m["outputAudioText"]
             text = oat.get("text") or _TAG_RE.sub("", oat.get("ssml", "")).strip()
             turn.messages.append(text)
+            turn.alternatives.append([text])
         elif "payload" in m:
             turn.payloads.append(m["payload"])
         elif "endInteraction" in m and not self.ended:

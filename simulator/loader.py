@@ -206,6 +206,7 @@ class Agent:
     test_cases: list[dict]
     root: str
     unsupported: list[str] = field(default_factory=list)
+    dtmf: dict | None = None  # agent-wide DTMF settings, used where a form parameter has none
 
     def flow(self, ref: str) -> Flow:
         """A flow by display name, id or resource name."""
@@ -541,6 +542,8 @@ def load_agent(path: str | Path) -> Agent:
         root=files.origin,
         unsupported=unsupported,
     )
+    dtmf = (agent_json.get("advancedSettings") or {}).get("dtmfSettings")
+    agent.dtmf = dtmf if dtmf and dtmf.get("enabled") else None
     _check_references(agent)
     return agent
 

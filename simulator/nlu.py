@@ -242,6 +242,9 @@ class NLU:
                 best = IntentMatch(name, s)
                 best.parameters = {k: v for k, (v, _) in slots.items()}
                 best.originals = {k: o for k, (_, o) in slots.items()}
+        negative = self.agent.intents.get("Default Negative Intent")
+        if best is not None and negative is not None and self.score(negative, text)[0] >= best.score:
+            return None  # the agent's negative examples say this is not meant to match anything
         if best is not None:
             intent = self.agent.intents[best.intent]
             for pid, p in intent.parameters.items():

@@ -112,7 +112,9 @@ def _compare(expected: dict, got, tracking: list[str] | None, tr: TurnResult) ->
     if "textResponses" in expected:
         want = [t.strip() for r in expected["textResponses"] for t in r.get("text") or []]
         have = [m.strip() for m in got.messages]
-        if want != have:
+        alternatives = [[a.strip() for a in alts] for alts in got.alternatives]
+        same = len(want) == len(have) and all(w in alts for w, alts in zip(want, alternatives))
+        if not same:
             tr.diffs.append(f"UTTERANCE: expected {want!r}, got {have!r}")
     page = (expected.get("currentPage") or {}).get("displayName")
     if page and page != got.page:

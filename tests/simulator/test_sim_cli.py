@@ -123,3 +123,17 @@ def test_webhook_factory_gives_each_test_case_its_own_webhook(tmp_path):
     made = []
     results = run_test_cases(agent, webhook_factory=lambda tc: made.append(tc["displayName"]) or (lambda req: {}))
     assert sorted(made) == ["english", "good"] and all(r.passed for r in results)
+
+
+def test_a_recorded_random_variant_passes(tmp_path):
+    """A test case recorded with another of a text's random variants still passes; an unknown text fails."""
+    from simulator import load_agent
+    from simulator.testcases import run_test_case
+
+    flows = {"Default Start Flow": {"routes": [route(intent="lock_card", say=None, page="hi")], "pages": {
+        "hi": {"entry": {"messages": [{"text": {"text": ["はい、承ります。", "かしこまりました。"]}, "languageCode": "ja"}]}}}}}
+    agent = load_agent(write_agent(tmp_path / "a", flows=flows, intents=INTENTS))
+    ok = {"displayName": "ok", "testCaseConversationTurns": [_turn("カードを止めたい", ["かしこまりました。"])]}
+    bad = {"displayName": "bad", "testCaseConversationTurns": [_turn("カードを止めたい", ["了解です。"])]}
+    assert run_test_case(agent, ok).passed
+    assert not run_test_case(agent, bad).passed

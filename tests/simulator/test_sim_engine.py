@@ -3,7 +3,7 @@
 import pytest
 
 from cxbuild import fulfillment, handler, param, route
-from simulator import Session, SessionEnded, TransitionLoop, UnsupportedFeature, WebhookHTTPError
+from simulator import Session, SessionEnded, SimulatorError, TransitionLoop, UnsupportedFeature, WebhookHTTPError
 
 INTENTS = {
     "lock_card": {"ja": ["カードを止めたい", "カードをロックしたい"], "en": ["lock my card", "block my card"]},
@@ -365,3 +365,33 @@ def test_conditional_case_speaks_only_the_session_language(build_agent):
         "pages": {"hello": {"entry": {"conditionalCases": [{"cases": [{"caseContent": both}]}]}}}}})
     assert Session(agent, language_code="en").send().messages == ["English."]
     assert Session(agent, language_code="ja").send().messages == ["日本語です。"]
+
+
+def test_agent_wide_dtmf_settings_apply_to_every_parameter(build_agent):
+    """With DTMF enabled for the agent, keyed digits fill a parameter that has no DTMF settings of its own."""
+    agent = build_agent(
+        agent_extra={"advancedSettings": {"dtmfSettings": {"enabled": True, "maxDigits": 6, "finishDigit": "#"}}},
+        flows={"Default Start Flow": {
+            "routes": [route(condition="true", page="code")],
+            "pages": {"code": {"form": [param("otp_code", "@sys.number-sequence", prompt="コードを押してください。")],
+                               "routes": [route(condition='$page.params.status = "FINAL"', page="END_SESSION")]}}}})
+    s = Session(agent)
+    s.send()
+    t = s.send(dtmf="12345678#")
+    assert t.params["otp_code"] == "123456" and t.ended
+
+
+def test_a_language_the_agent_does_not_have_is_refused(build_agent):
+    """Asking for a language the agent does not support is an error, not silent English."""
+    agent = build_agent(flows={"Default Start Flow": {}}, languages=("ja", "en"))
+    with pytest.raises(SimulatorError, match="'fr' is not one of the agent's"):
+        Session(agent, language_code="fr")
+
+
+def test_random_text_variants_say_the_first_and_remember_the_others(build_agent):
+    """A text with several variants says the first (deterministic) and lists all in turn.alternatives."""
+    agent = build_agent(flows={"Default Start Flow": {
+        "routes": [route(condition="true", page="hi")],
+        "pages": {"hi": {"entry": {"messages": [{"text": {"text": ["こんにちは。", "どうも。"]}, "languageCode": "ja"}]}}}}})
+    t = Session(agent).send()
+    assert t.messages == ["こんにちは。"] and t.alternatives == [["こんにちは。", "どうも。"]]

@@ -116,3 +116,13 @@ def test_unmodelled_system_entity_is_unsupported(agent):
 def test_units_split_japanese_per_character_and_english_per_word():
     """Japanese is compared character by character, English word by word, after NFKC and case folding."""
     assert units("カード、ＡＢＣ Card!") == ["カ", "ー", "ド", "abc", "card"]
+
+
+def test_default_negative_intent_suppresses_a_match(build_agent):
+    """Input closer to the Default Negative Intent's examples than to any intent is a no-match."""
+    intents = dict(INTENTS)
+    intents["Default Negative Intent"] = {"en": ["lock my card game", "block my card game app"]}
+    agent = build_agent(flows={"Default Start Flow": {}}, intents=intents, entities=ENTITIES)
+    nlu = NLU(agent, "en")
+    assert nlu.match_intent("lock my card game", ALL) is None
+    assert nlu.match_intent("lock my card", ALL).intent == "lock_card"
