@@ -12,7 +12,7 @@ from cardstore.uow import Store
 from settings import Settings
 from webhook import logs
 from webhook.dispatch import Service
-from webhook.http import json_response, serve
+from webhook.http import authenticator, json_response, serve
 
 
 def build_service(settings: Settings, instance_path: str | os.PathLike[str]) -> Service:
@@ -28,15 +28,18 @@ def create_app(settings: Settings | None = None, **overrides: object) -> Flask:
     """A Flask app serving POST /webhook and GET /healthz, with the `flask store …` commands.
 
     `settings` defaults to the environment; `overrides` (snake_case setting names) replace single values.
+    Settings that are unsafe for `APP_ENV=production` stop it here, with the reason (settings.ProductionRefused).
     """
     app = Flask("lockcard", instance_path=str(Path(__file__).resolve().parent.parent / "instance"))
     if settings is None:
         settings = Settings.from_env(**overrides)
     elif overrides:
-        settings = settings.model_copy(update=overrides)
+        # Validated again, so an override cannot slip past the production check.
+        settings = Settings.model_validate({**settings.model_dump(), **overrides})
     logs.configure()
     service = build_service(settings, app.instance_path)
     app.extensions["lockcard"] = service
+    authenticator(service)  # built now: a broken auth configuration fails at start-up, not on the first call
 
     @app.post("/webhook")
     def webhook_route():
@@ -55,6 +58,7 @@ def create_app(settings: Settings | None = None, **overrides: object) -> Flask:
     from cardstore import cli as store_cli
 
     store_cli.init_app(app)
+    __import__("backoffice.cli").cli.init_app(app)  # customers, handoffs, outbox, audit (backoffice/cli.py)
     return app
 
 

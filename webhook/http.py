@@ -1,65 +1,127 @@
-"""The HTTP edge shared by both entry points: a Flask/Werkzeug request in, a JSON response out."""
+"""The HTTP edge shared by both entry points: a Flask/Werkzeug request in, a JSON response out.
+
+Order matters: the caller is authenticated before the body is read, so an unauthenticated caller learns nothing
+about what the service would do with its body.
+"""
 from __future__ import annotations
 
 import logging
-import os
+import re
+import time
+from weakref import WeakKeyDictionary
 
 from flask import Request, Response, json
 
+from webhook.auth import Authenticator, Denied, authenticator_for
 from webhook.dispatch import Outcome, Service
 from webhook.logs import session_id
 
 log = logging.getLogger("lockcard.webhook")
 MAX_BODY_BYTES = 256 * 1024  # a CX WebhookRequest is a few KB; anything near this is not one
+# webhook_error_codes that mean the service, not the caller, is in trouble: logged as ERROR.
+_SERVICE_FAULTS = {"STORE_UNAVAILABLE", "INTERNAL", "AUTH_UNAVAILABLE"}
+_TRACE_CONTEXT = re.compile(r"^([0-9a-fA-F]{32})(?:/(\d{1,20}))?(?:;o=([01]))?$")
+_TRACEPARENT = re.compile(r"^[0-9a-f]{2}-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$")
+
+# One authenticator per service, built from its settings on first use: every Service is checked, none can be
+# served without the check its settings name.
+_authenticators: WeakKeyDictionary[Service, Authenticator] = WeakKeyDictionary()
 
 
-def json_response(status: int, body: dict) -> Response:
-    return Response(json.dumps(body, ensure_ascii=False), status=status, mimetype="application/json")
+def authenticator(service: Service) -> Authenticator:
+    """The caller check for this service (`WEBHOOK_AUTH`)."""
+    found = _authenticators.get(service)
+    if found is None:
+        found = _authenticators[service] = authenticator_for(service.settings)
+    return found
+
+
+def json_response(status: int, body: dict, headers: dict[str, str] | None = None) -> Response:
+    return Response(json.dumps(body, ensure_ascii=False), status=status, mimetype="application/json",
+                    headers=headers)
 
 
 def serve(request: Request, service: Service) -> Response:
-    """Decode, dispatch, log one line, answer. Never a 500, never a traceback in a body."""
+    """Authenticate, decode, dispatch, log one line, answer. Never a 500, never a traceback in a body."""
+    started = time.perf_counter()
+    denied = authenticator(service).check(request.headers)
+    if denied is not None:
+        return _deny(request, service, denied, started)
     if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
-        return _answer(request, Outcome(413, _error("BODY_TOO_LARGE", f"body over {MAX_BODY_BYTES} bytes"),
-                                        error_code="BODY_TOO_LARGE"))
+        return _answer(request, service, _refuse(413, "BODY_TOO_LARGE", f"body over {MAX_BODY_BYTES} bytes"), started)
     if not request.is_json:
-        return _answer(request, Outcome(415, _error("UNSUPPORTED_MEDIA_TYPE", "Content-Type must be application/json"),
-                                        error_code="UNSUPPORTED_MEDIA_TYPE"))
+        return _answer(request, service,
+                       _refuse(415, "UNSUPPORTED_MEDIA_TYPE", "Content-Type must be application/json"), started)
     raw = request.get_data(cache=False)
     if len(raw) > MAX_BODY_BYTES:
-        return _answer(request, Outcome(413, _error("BODY_TOO_LARGE", f"body over {MAX_BODY_BYTES} bytes"),
-                                        error_code="BODY_TOO_LARGE"))
+        return _answer(request, service, _refuse(413, "BODY_TOO_LARGE", f"body over {MAX_BODY_BYTES} bytes"), started)
     try:
         payload = json.loads(raw)
-    except ValueError:
-        return _answer(request, Outcome(400, _error("MALFORMED_REQUEST", "body is not valid JSON"),
-                                        error_code="MALFORMED_REQUEST"))
-    return _answer(request, service.handle(payload))
+    except (ValueError, RecursionError):
+        return _answer(request, service, _refuse(400, "MALFORMED_REQUEST", "body is not valid JSON"), started)
+    return _answer(request, service, service.handle(payload), started)
 
 
-def _error(code: str, message: str) -> dict:
-    return {"error": {"code": code, "message": message}}
+def _refuse(status: int, code: str, message: str) -> Outcome:
+    return Outcome(status, {"error": {"code": code, "message": message}}, error_code=code)
 
 
-def _answer(request: Request, outcome: Outcome) -> Response:
+def _deny(request: Request, service: Service, denied: Denied, started: float) -> Response:
+    outcome = Outcome(denied.status, denied.body(), error_code=denied.code, extra={"reason": denied.reason})
+    headers = {"WWW-Authenticate": denied.challenge} if denied.challenge else None
+    return _answer(request, service, outcome, started, headers)
+
+
+def _answer(request: Request, service: Service, outcome: Outcome, started: float,
+            headers: dict[str, str] | None = None) -> Response:
+    latency_s = time.perf_counter() - started
     extra = {
         "tag": outcome.tag,
         "session": session_id(outcome.session),
-        "latency_ms": outcome.latency_ms,
+        "latency_ms": round(latency_s * 1000, 2),
         "status": outcome.status,
         "outcome": "error" if outcome.error_code else "ok",
         "error_code": outcome.error_code,
         "reason": outcome.extra.get("reason"),
-        "logging.googleapis.com/trace": _trace(request),
+        "httpRequest": {
+            "requestMethod": request.method,
+            "requestUrl": request.path,
+            "status": outcome.status,
+            "latency": f"{latency_s:.6f}s",
+            "userAgent": (request.user_agent.string or "")[:200] or None,
+        },
+        **trace_fields(request, service.settings.google_cloud_project),
     }
-    log.info("webhook call", extra=extra)
-    return json_response(outcome.status, outcome.body)
+    if outcome.error_code in _SERVICE_FAULTS:
+        level = logging.ERROR
+    elif outcome.status >= 400 or outcome.error_code:
+        level = logging.WARNING
+    else:
+        level = logging.INFO
+    log.log(level, "webhook call", extra=extra)
+    return json_response(outcome.status, outcome.body, headers)
 
 
-def _trace(request: Request) -> str | None:
-    header = request.headers.get("X-Cloud-Trace-Context", "")
-    trace_id = header.split("/", 1)[0].strip()
-    if not trace_id or not trace_id.isalnum() or len(trace_id) > 64:
-        return None
-    project = os.environ.get("GOOGLE_CLOUD_PROJECT", "")
-    return f"projects/{project}/traces/{trace_id}" if project else trace_id
+def trace_fields(request: Request, project: str | None) -> dict[str, object]:
+    """Cloud Logging's trace, spanId and trace_sampled, from X-Cloud-Trace-Context or W3C traceparent."""
+    trace_id = span_id = None
+    sampled = False
+    legacy = _TRACE_CONTEXT.match(request.headers.get("X-Cloud-Trace-Context", "").strip())
+    w3c = _TRACEPARENT.match(request.headers.get("traceparent", "").strip())
+    if legacy:
+        trace_id = legacy.group(1).lower()
+        span = int(legacy.group(2)) if legacy.group(2) else 0
+        span_id = format(span, "016x") if 0 < span < 2**64 else None
+        sampled = legacy.group(3) == "1"
+    elif w3c:
+        trace_id, span_id = w3c.group(1), w3c.group(2)
+        sampled = bool(int(w3c.group(3), 16) & 1)
+    if trace_id is None:
+        return {}
+    fields: dict[str, object] = {
+        "logging.googleapis.com/trace": f"projects/{project}/traces/{trace_id}" if project else trace_id,
+        "logging.googleapis.com/trace_sampled": sampled,
+    }
+    if span_id:
+        fields["logging.googleapis.com/spanId"] = span_id
+    return fields

@@ -1,0 +1,121 @@
+"""Security suite helpers: a whole-store snapshot to prove an attack changed nothing, and a local stand-in for
+Google's ID-token signer (our own RSA key, its certificate served over HTTP the way Google serves its certs)."""
+from __future__ import annotations
+
+import datetime as dt
+import time
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from sqlalchemy import select
+
+from cardstore.models import Base
+
+AUDIENCE = "https://lockcard-webhook-abc123-an.a.run.app"
+DIALOGFLOW_AGENT = "service-123456789@gcp-sa-dialogflow.iam.gserviceaccount.com"
+KEY_ID = "test-key-1"
+
+
+# --- the store, before and after -------------------------------------------------------------------------------
+
+def store_snapshot(store) -> dict[str, list[tuple]]:
+    """Every row of every table (row counts and contents), ordered by primary key."""
+    with store.unit_of_work() as uow:
+        snap = {}
+        for table in Base.metadata.sorted_tables:
+            rows = uow.session.execute(select(table).order_by(*table.primary_key.columns)).all()
+            snap[table.name] = [tuple(r) for r in rows]
+        return snap
+
+
+def store_diff(before: dict[str, list[tuple]], after: dict[str, list[tuple]]) -> dict[str, dict[str, list]]:
+    """Per table: rows that appeared and rows that disappeared (a changed row is both)."""
+    diff = {}
+    for name in before:
+        added = [r for r in after[name] if r not in before[name]]
+        removed = [r for r in before[name] if r not in after[name]]
+        if added or removed:
+            diff[name] = {"added": added, "removed": removed, "count": (len(before[name]), len(after[name]))}
+    return diff
+
+
+@contextmanager
+def unchanged(store):
+    """Assert that the block leaves every table exactly as it found it."""
+    before = store_snapshot(store)
+    yield
+    diff = store_diff(before, store_snapshot(store))
+    assert diff == {}, f"the store changed: {diff}"
+
+
+# --- a Google ID-token issuer of our own ---------------------------------------------------------------------------
+
+class TokenIssuer:
+    """Signs ID tokens like Google's token service, with a key whose certificate `certs_url` serves."""
+
+    def __init__(self, key_pem: bytes, cert_pem: bytes, certs_url: str, server: "_CertsServer") -> None:
+        self.key_pem = key_pem
+        self.cert_pem = cert_pem
+        self.certs_url = certs_url
+        self._server = server
+
+    @property
+    def certs_fetches(self) -> int:
+        return self._server.hits
+
+    def token(self, *, key_pem: bytes | None = None, key_id: str = KEY_ID, **claims) -> str:
+        """A token for the Dialogflow service agent and our audience, valid for an hour, unless `claims` say else."""
+        from google.auth import crypt, jwt
+
+        now = int(time.time())
+        payload = {"iss": "https://accounts.google.com", "aud": AUDIENCE, "azp": "1234567890",
+                   "email": DIALOGFLOW_AGENT, "email_verified": True, "sub": "1234567890",
+                   "iat": now, "exp": now + 3600}
+        payload.update(claims)
+        payload = {k: v for k, v in payload.items() if v is not None}
+        signer = crypt.RSASigner.from_string(key_pem or self.key_pem, key_id=key_id)
+        return jwt.encode(signer, payload).decode()
+
+
+def new_rsa_key() -> bytes:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                             serialization.NoEncryption())
+
+
+def self_signed_cert(key_pem: bytes) -> bytes:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.x509.oid import NameOID
+
+    key = serialization.load_pem_private_key(key_pem, password=None)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "test-google-id-token-signer")])
+    now = dt.datetime.now(dt.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(days=1))
+            .not_valid_after(now + dt.timedelta(days=2)).sign(key, hashes.SHA256()))
+    return cert.public_bytes(serialization.Encoding.PEM)
+
+
+class _CertsServer(ThreadingHTTPServer):
+    daemon_threads = True
+    body = b"{}"
+    hits = 0
+
+
+class _CertsHandler(BaseHTTPRequestHandler):
+    def do_GET(self):  # noqa: N802 - http.server's naming
+        self.server.hits += 1
+        body = self.server.body
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json; charset=UTF-8")
+        self.send_header("Cache-Control", "public, max-age=300, must-revalidate, no-transform")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):  # quiet
+        pass
