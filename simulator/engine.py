@@ -158,8 +158,11 @@ class Session:
             raise SessionEnded(f"session ended ({self.end_reason}); start a new Session")
         before = copy.deepcopy(self.params)
         self._turn = Turn([], None, None, {}, False, None)
+        if text is not None and not text.strip():
+            text = None  # an empty utterance is no input, as on the phone
         self._input = {"text": text, "event": event, "dtmf": dtmf}
         self._match = None
+        self.intent_params, self.intent_originals = {}, {}  # $intent.params is this turn's match only
         hops = [0]
         self._hops = hops
         if not self.started:

@@ -395,3 +395,11 @@ def test_random_text_variants_say_the_first_and_remember_the_others(build_agent)
         "pages": {"hi": {"entry": {"messages": [{"text": {"text": ["こんにちは。", "どうも。"]}, "languageCode": "ja"}]}}}}})
     t = Session(agent).send()
     assert t.messages == ["こんにちは。"] and t.alternatives == [["こんにちは。", "どうも。"]]
+
+
+def test_empty_text_is_no_input(agent, bank):
+    """send(text="  ") is treated as no input, like silence on the phone."""
+    s = Session(agent, webhook=bank, session_params={"auth_level": 1})
+    s.send(text="カードを止めたい")
+    t = s.send(text="  ")
+    assert t.messages == ["聞こえませんでした。"] and t.events == ["sys.no-input-1"]
