@@ -55,3 +55,52 @@ def test_asking_for_a_person_hands_over_with_transfer_reason_agent(lockcard, mak
     s.send(text="カードをロックしたい")
     t = s.send(text="オペレーターと話したい")
     assert t.params["transfer_reason"] == "agent" and t.ended
+
+
+def _unreachable_url() -> str:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{s.getsockname()[1]}/webhook"
+
+
+def _failing_webhook(request):
+    from simulator import WebhookHTTPError
+
+    raise WebhookHTTPError(500, "internal error")
+
+
+EXITS = {
+    # transfer_reason: (session parameters, what the caller does, where the webhook calls go)
+    "agent": ({"phone_number": "09000001111"}, ["こんにちは", "カードをロックしたい", "オペレーターと話したい"], None),
+    "denial_of_information": ({}, ["こんにちは", "カードをロックしたい", "言いたくない"], None),
+    "max_no_match": ({"phone_number": "09000001111"}, ["こんにちは", "カードをロックしたい", "ばなな", "ばなな", "ばなな"],
+                     None),
+    "max_no_input": ({"phone_number": "09000001111"}, ["こんにちは", "カードをロックしたい", "", "", ""], None),
+    "webhook_error": ({"phone_number": "09000001111"}, ["こんにちは", "カードをロックしたい"], _failing_webhook),
+    "webhook_not_found": ({"phone_number": "09000001111"}, ["こんにちは", "カードをロックしたい"], "unreachable"),
+}
+
+
+@pytest.mark.parametrize("reason", list(EXITS))
+def test_each_transfer_reason_exit(lockcard, make_app, reason):
+    """Each of the seed's six transfer_reason values is reachable and ends the call with a handover."""
+    params, inputs, destination = EXITS[reason]
+    webhook = _unreachable_url() if destination == "unreachable" else destination or make_app()
+    s = Session(lockcard, webhook=webhook, language_code="ja", session_params=params)
+    for text in inputs:
+        t = s.send(text=text)
+        if t.ended:
+            break
+    assert t.params.get("transfer_reason") == reason and t.ended
+
+
+def test_store_outage_is_a_webhook_error(lockcard, make_app, tmp_path):
+    """With the card store unreachable the real webhook answers transfer_reason webhook_error and the call is handed over."""
+    app = make_app(database_url=f"sqlite:///{tmp_path}/missing-dir/store.sqlite3")
+    s = Session(lockcard, webhook=app, language_code="ja", session_params={"phone_number": "09000001111"})
+    s.send(text="こんにちは")
+    t = s.send(text="カードをロックしたい")
+    assert t.params.get("transfer_reason") == "webhook_error" and t.ended
+    assert t.webhook_calls[0].response["sessionInfo"]["parameters"]["webhook_error_code"] == "STORE_UNAVAILABLE"
