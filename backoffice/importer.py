@@ -53,6 +53,7 @@ VENDORS = {
     "chinaunionpay": "UnionPay",
 }
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+_INSIDE_LATIN_WORD = re.compile(r"[A-Za-z][^\x00-\x7f]+[A-Za-z]|[A-Za-z][\uff61-\uff9f]|[\uff61-\uff9f][A-Za-z]")
 _DIGIT_RUN = re.compile(r"\d[\d \-]{11,}\d")
 
 
@@ -121,6 +122,13 @@ def decode(data: bytes, encoding: str | None = None) -> Decoded:
     if odd is not None:
         raise BadInput("the file is not UTF-8, and read as Shift_JIS it holds characters no Japanese spreadsheet "
                        f"writes (U+{ord(odd):04X}, {_where_char(sjis, odd)}): it is probably in another encoding. "
+                       "Save it as \"CSV UTF-8\" or pass --encoding")
+    # Latin-1 accents decode as Shift_JIS too ("Béatrice" -> "B騁rice"): Japanese text does not put kana or kanji
+    # inside a Latin word.
+    inside = _INSIDE_LATIN_WORD.search(sjis)
+    if inside is not None:
+        raise BadInput("the file is not UTF-8, and read as Shift_JIS it has Japanese characters inside Latin words "
+                       f"({_where_char(sjis, inside.group(0))}): it is probably in another encoding (Latin-1?). "
                        "Save it as \"CSV UTF-8\" or pass --encoding")
     euc = _decodes(data, "euc_jp")
     if euc is not None and euc != sjis and all(ord(ch) <= 0x7F or _japanese(ch) for ch in euc):
