@@ -22,6 +22,7 @@ def handed_over(turn, reason):
     assert turn.ended and turn.end_reason == "END_SESSION", turn.messages
     assert turn.page == "end transfer"
     assert turn.params["transfer_reason"] == reason
+    assert {"liveAgentHandoff": {"metadata": {"component": "prebuilt_components_lock_card"}}} in turn.responses
     return turn
 
 
