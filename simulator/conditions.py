@@ -25,7 +25,6 @@ class Scope(Protocol):
 
 # A reference: `$session.params.a-b`, `$flow.x[0].y`, `$page.params.status`, `$intent.params.p.resolved`,
 # `$request.generative.x`. A trailing "." not followed by a name is left to the text around it.
-_REF_ROOTS = ("session.params", "page.params", "intent.params", "flow", "request", "session")
 _REF_RE = re.compile(
     r"\$(session\.params|page\.params|intent\.params|flow|request|session)"
     r"((?:\.[A-Za-z_][A-Za-z0-9_\-]*|\[\d+\])*)"
@@ -359,9 +358,7 @@ class Evaluator:
         raise ConditionError(f"cannot evaluate {node!r}")
 
     def call(self, node: Call) -> Any:
-        fn = FUNCTIONS.get(node.name)
-        if fn is None:
-            raise UnsupportedFeature(f"$sys.func.{node.name}", detail="system function not modelled")
+        # IF and NESTED_FIELD look at their arguments before evaluating them; the rest are plain functions.
         if node.name == "IF":
             if len(node.args) != 3:
                 raise ConditionError("$sys.func.IF takes 3 arguments")
@@ -369,7 +366,10 @@ class Evaluator:
             ok = evaluate_condition(cond.raw, self.scope) if isinstance(cond, Text) else truthy(self.eval(cond))
             return self.eval(node.args[1] if ok else node.args[2])
         if node.name == "NESTED_FIELD":
-            return fn(self, node.args)
+            return _nested_field(self, node.args)
+        fn = FUNCTIONS.get(node.name)
+        if fn is None:
+            raise UnsupportedFeature(f"$sys.func.{node.name}", detail="system function not modelled")
         return fn(*[self.eval(a) for a in node.args])
 
 
@@ -434,7 +434,7 @@ def _f_len(v):
     return len(v) if isinstance(v, (list, dict, str)) else len(to_text(v))
 
 
-def _f_nested_field(ev: Evaluator, args: list):
+def _nested_field(ev: Evaluator, args: list):
     """Read form: NESTED_FIELD(obj, "field"); the target form (parameter name) is handled by the engine."""
     if len(args) != 2:
         raise ConditionError("$sys.func.NESTED_FIELD takes 2 arguments")
@@ -462,19 +462,16 @@ FUNCTIONS: dict[str, Callable[..., Any]] = {
     "CONCATENATE": lambda *a: "".join(to_text(x) for x in a),
     "GET": _f_get,
     "IDENTITY": lambda v: v,
-    "IF": None,  # special form, see Evaluator.call
     "JOIN": _f_join,
     "LEN": _f_len,
     "LOWER": lambda v: None if v is None else to_text(v).lower(),
     "UPPER": lambda v: None if v is None else to_text(v).upper(),
-    "NESTED_FIELD": _f_nested_field,
     "TO_TEXT": lambda v: to_text(v),
     "TO_NUMBER": _f_to_number,
     "SPLIT": lambda s, sep: to_text(s).split(to_text(sep)),
     "SUBSTITUTE": lambda s, old, new: to_text(s).replace(to_text(old), to_text(new)),
     "MID": lambda s, start, length: to_text(s)[int(_num(start) or 0) : int(_num(start) or 0) + int(_num(length) or 0)],
 }
-FUNCTIONS["IF"] = lambda *a: None  # placeholder so FUNCTIONS lists it; evaluation is in Evaluator.call
 
 
 def evaluate_condition(text: str, scope: Scope) -> bool:

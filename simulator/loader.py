@@ -499,10 +499,17 @@ def load_agent(path: str | Path) -> Agent:
     path = Path(path)
     files = _read_files(path)
     agent_json = files.json("agent.json")
+    shared_groups = {}  # agent-level route groups (newer exports), usable from every flow
+    for gf in _json_files(files, "transitionRouteGroups"):
+        g = files.json(gf)
+        gsrc = f"{files.origin}/{gf}"
+        shared_groups[g["displayName"]] = RouteGroup(g["displayName"], g.get("name", g["displayName"]),
+                                                     _routes(g.get("transitionRoutes"), gsrc), gsrc)
     flows = {}
     for name in files.listdir("flows"):
         if not files.exists(f"flows/{name}") and files.listdir(f"flows/{name}"):
             f = _load_flow(files, f"flows/{name}")
+            f.groups = {**shared_groups, **f.groups}
             flows[f.name] = f
     intents = {}
     for name in files.listdir("intents"):

@@ -403,3 +403,18 @@ def test_empty_text_is_no_input(agent, bank):
     s.send(text="カードを止めたい")
     t = s.send(text="  ")
     assert t.messages == ["聞こえませんでした。"] and t.events == ["sys.no-input-1"]
+
+
+def test_route_groups_come_after_page_routes_and_before_flow_routes(build_agent):
+    """Intent routes are tried page first, then the page's route groups, then the flow's routes."""
+    intents = {"help": {"ja": ["助けて"]}, "yes": {"ja": ["はい"]}, "bye": {"ja": ["さようなら"]}}
+    agent = build_agent(intents=intents, flows={"Default Start Flow": {
+        "routes": [route(condition="true", page="p"), route(intent="help", say="フローのヘルプ"),
+                   route(intent="bye", say="フローのさようなら", page="END_SESSION")],
+        "groups": {"common": [route(intent="help", say="グループのヘルプ"), route(intent="yes", say="グループのはい")]},
+        "pages": {"p": {"groups": ["common"], "routes": [route(intent="yes", say="ページのはい")]}}}})
+    s = Session(agent)
+    s.send()
+    assert s.send(text="はい").messages == ["ページのはい"]
+    assert s.send(text="助けて").messages == ["グループのヘルプ"]
+    assert s.send(text="さようなら").messages == ["フローのさようなら"]
