@@ -234,6 +234,7 @@ class _Files:
         self.files, self.origin = files, origin
 
     def json(self, path: str) -> Any:
+        self.last = f"{self.origin}/{path}"
         try:
             return json.loads(self.files[path].decode("utf-8-sig"))
         except (ValueError, UnicodeDecodeError) as exc:
@@ -498,6 +499,14 @@ def load_agent(path: str | Path) -> Agent:
     """
     path = Path(path)
     files = _read_files(path)
+    try:
+        return _build(path, files)
+    except (KeyError, TypeError, AttributeError, ValueError) as exc:
+        where = getattr(files, "last", files.origin)
+        raise AgentLoadError(f"{where}: malformed CX export ({type(exc).__name__}: {exc})") from None
+
+
+def _build(path: Path, files: _Files) -> Agent:
     agent_json = files.json("agent.json")
     shared_groups = {}  # agent-level route groups (newer exports), usable from every flow
     for gf in _json_files(files, "transitionRouteGroups"):
