@@ -1,4 +1,4 @@
-"""`python -m agentpack build --out DIR` · `python -m agentpack deploy --agent projects/…/agents/…`."""
+"""`python -m agentpack build --out DIR` · `validate [DIR]` · `deploy --agent projects/…/agents/…`."""
 from __future__ import annotations
 
 import argparse
@@ -21,7 +21,19 @@ def main(argv: list[str] | None = None) -> int:
     d.add_argument("--agent", required=True, help="projects/PROJECT/locations/LOCATION/agents/AGENT_ID")
     d.add_argument("--zip", type=Path, help="a zip from `build` (default: build one now)")
     d.add_argument("--webhook-url", help="webhook URL (default: AGENT_WEBHOOK_URL)")
+    v = sub.add_parser("validate", help="strict parsing, references, tags and webhook parameters of an agent folder")
+    v.add_argument("dir", nargs="?", type=Path, default=None, help="built folder (default: the sources)")
     args = parser.parse_args(argv)
+
+    if args.command == "validate":
+        from agentpack.build import REPO
+        from agentpack.validate import validate_agent
+
+        problems = validate_agent(args.dir or REPO)
+        for problem in problems:
+            print(problem, file=sys.stderr)
+        print(f"{len(problems)} problem(s) in {args.dir or 'the sources'}")
+        return 1 if problems else 0
 
     try:
         settings = PackSettings.from_env(agent_webhook_url=args.webhook_url)

@@ -350,3 +350,41 @@ def unset_webhook_params(files: AgentFiles, required: dict[str, set[str]], outpu
             for _ in edges(n, state_in[n], check=problems):
                 pass
     return problems
+
+
+# --- everything at once -------------------------------------------------------------------------------------------
+
+# What the webhook adds to any answer besides a handler's result (its failure contract).
+WEBHOOK_FAILURE_PARAMS = {"transfer_reason", "webhook_error_code"}
+
+
+def tag_contract() -> tuple[dict[str, set[str]], dict[str, set[str]]]:
+    """From the webhook's tag registry: the parameters each tag cannot do without, and those it returns."""
+    import typing
+
+    from webhook.registry import REGISTRY
+
+    required, returned = {}, {}
+    for tag in REGISTRY.tags():
+        route = REGISTRY[tag]
+        required[tag] = {name for name, f in route.params.model_fields.items() if f.is_required()}
+        result = typing.get_type_hints(route.handler)["return"]
+        returned[tag] = set(result.model_fields) | WEBHOOK_FAILURE_PARAMS
+    return required, returned
+
+
+def validate_agent(root: Path | str) -> list[str]:
+    """All static checks on an agent folder (the sources or a build): strict parsing, references, tags, and the
+    parameters each webhook call needs. Empty when the agent is sound."""
+    from agentpack.build import WEBHOOK_DISPLAY_NAME
+
+    root = Path(root)
+    problems: list[str] = []
+    for path in json_files(root):
+        problems += parse_strictly(path, root)
+    files = read_agent(root)
+    required, returned = tag_contract()
+    webhooks = set(files.webhooks) or {WEBHOOK_DISPLAY_NAME}  # the sources get theirs at build time
+    problems += check_references(files, webhooks, set(required))
+    problems += unset_webhook_params(files, required, returned)
+    return problems

@@ -11,12 +11,11 @@ from agentpack.validate import (
     check_references,
     fulfillments,
     read_agent,
+    tag_contract,
     transitions,
     unset_webhook_params,
 )
 from webhook.registry import REGISTRY
-
-from agentfacts import tag_contract
 
 FLOWS = ("Default Start Flow", "Lock card", "Authentication")
 TRANSFER_REASONS = {"agent", "denial_of_information", "max_no_input", "max_no_match", "webhook_error",

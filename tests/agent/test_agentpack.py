@@ -105,6 +105,20 @@ def test_cli_build(tmp_path, monkeypatch, capsys):
     assert "built" in capsys.readouterr().out
 
 
+def test_cli_validate(tmp_path, capsys):
+    """`python -m agentpack validate [DIR]`: 0 and no problem for the sources and a build; 1 and the problem
+    named for a broken folder."""
+    assert main(["validate"]) == 0
+    build(tmp_path / "agent", PackSettings())
+    assert main(["validate", str(tmp_path / "agent")]) == 0
+    page = tmp_path / "agent" / "flows" / "Lock card" / "pages" / "lock card.json"
+    data = json.loads(page.read_text(encoding="utf-8"))
+    data["entryFulfillment"]["tag"] = "prebuilt_components_lock_card:lock"
+    page.write_text(json.dumps(data), encoding="utf-8")
+    assert main(["validate", str(tmp_path / "agent")]) == 1
+    assert "'prebuilt_components_lock_card:lock' is not in the webhook's registry" in capsys.readouterr().err
+
+
 # --- deploy against a fake Dialogflow CX -------------------------------------------------------------------------
 
 class FakeOperation:
