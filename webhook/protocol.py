@@ -38,7 +38,8 @@ class PageInfo(_Wire):
 
 
 class SessionInfo(_Wire):
-    session: str = Field(default="", max_length=500)
+    # No control characters: PostgreSQL refuses NUL in text, and a session path never holds one.
+    session: str = Field(default="", max_length=500, pattern=r"^[^\x00-\x1f\x7f]*$")
     parameters: dict[str, Any] = Field(default_factory=dict)
 
 

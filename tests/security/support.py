@@ -119,3 +119,12 @@ class _CertsHandler(BaseHTTPRequestHandler):
 
     def log_message(self, *args):  # quiet
         pass
+
+
+@contextmanager
+def recorded(store):
+    """`with recorded(store) as changes: ...`: afterwards `changes` holds store_diff of the block."""
+    before = store_snapshot(store)
+    changes: dict[str, dict[str, list]] = {}
+    yield changes
+    changes.update(store_diff(before, store_snapshot(store)))

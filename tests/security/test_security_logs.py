@@ -1,0 +1,135 @@
+"""Logs: one Cloud Logging JSON line per call (severity, message, trace, tag, session, latency), and never an OTP,
+a full phone number or a full e-mail address anywhere in the output of a whole seed dialog."""
+from __future__ import annotations
+
+import io
+import json
+import logging
+import re
+
+import pytest
+
+from tests.conftest import Caller, cx_request
+from webhook.logs import CloudLoggingFormatter, scrub
+
+TRACE = "105445aa7843bc8bf206b12000100000"
+HANAKO_FORMS = ("09000001111", "+819000001111", "819000001111", "9000001111", "090-0000-1111",
+                "hanako.sato@example.jp", "hanako.sato")
+
+
+@pytest.fixture
+def log_lines():
+    """Every line the service's JSON formatter writes, as it would reach stdout."""
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(CloudLoggingFormatter())
+    logger = logging.getLogger("lockcard")
+    logger.addHandler(handler)
+    yield lambda: [json.loads(line) for line in stream.getvalue().splitlines()]
+    logger.removeHandler(handler)
+
+
+class TracedCaller(Caller):
+    """A caller whose requests carry Cloud Run's trace header, as they do in production."""
+
+    def call(self, action: str, **params) -> dict:
+        if self.phone_number is not None:
+            params.setdefault("phone_number", self.phone_number)
+        body = cx_request(self.TAGS[action], self.session, caller_id=self.caller_id, **params)
+        response = self.client.post("/webhook", json=body, headers={"X-Cloud-Trace-Context": f"{TRACE}/1;o=1"})
+        assert response.status_code == 200
+        return response.get_json()["sessionInfo"]["parameters"]
+
+
+def test_a_whole_seed_dialog_logs_no_code_no_phone_number_no_email(make_app, phone, log_lines, caplog, capfd):
+    """Dialog 1 with both channels, a wrong code, failures and a lock: stdout, stderr and every log record hold
+    neither the codes, nor Hanako's number in any form, nor her e-mail address."""
+    caplog.set_level(logging.INFO)
+    app = make_app(google_cloud_project="bank-prod")
+    hanako = TracedCaller(app.test_client(), phone, "dialog-1-logs", None, caller_id="+819000001111")
+    hanako.phone_number = hanako.call("verify_user")["phone_number"]
+    hanako.call("send_otp", otp_channel="email")
+    hanako.call("verify_otp", otp_code="000000" if phone.last_code() != "000000" else "111111")
+    hanako.call("verify_otp", otp_code=phone.last_code())
+    hanako.call("get_card_details")
+    hanako.call("validate_card", last_four_digit_of_card_number=4444.0)
+    hanako.call("send_otp", otp_channel="sms")
+    hanako.call("verify_otp", otp_code=phone.last_code())
+    hanako.call("lock_card", last_four_digit_of_card_number="4444", lock_type="inactive", lock_reason="damaged")
+    hanako.call("reissue_card", last_four_digit_of_card_number="4444", zip_code="99999")
+    hanako.call("send_otp", otp_channel="fax")
+
+    codes = {code for m in phone.messages() if m["kind"] == "otp" for code in re.findall(r"\b\d{6}\b", m["body"])}
+    assert len(codes) == 2  # one by e-mail, one by SMS
+    out, err = capfd.readouterr()
+    records = "\n".join(f"{r.getMessage()} {r.__dict__}" for r in caplog.records)
+    everything = "\n".join([out, err, records, json.dumps(log_lines(), ensure_ascii=False)])
+    for secret in (*codes, *HANAKO_FORMS):
+        assert secret not in everything, secret
+
+
+def test_each_call_is_one_cloud_logging_line(make_app, phone, log_lines):
+    """Each call logs severity, message, the trace under the project, the tag, the session id and the latency."""
+    app = make_app(google_cloud_project="bank-prod")
+    hanako = TracedCaller(app.test_client(), phone, "dialog-1-shape", "09000001111")
+    hanako.call("verify_user")
+    hanako.call("get_card_details")  # not verified: a webhook_error, logged as a warning
+    ok, refused = log_lines()
+    assert ok["severity"] == "INFO" and ok["message"] == "webhook call"
+    assert ok["tag"] == "prebuilt_components_authentication:verify_user"
+    assert ok["session"] == "dialog-1-shape"
+    assert ok["logging.googleapis.com/trace"] == f"projects/bank-prod/traces/{TRACE}"
+    assert ok["logging.googleapis.com/spanId"] == "0000000000000001"
+    assert ok["logging.googleapis.com/trace_sampled"] is True
+    assert ok["latency_ms"] >= 0 and ok["httpRequest"]["latency"].endswith("s")
+    assert ok["httpRequest"]["status"] == 200 and ok["httpRequest"]["requestMethod"] == "POST"
+    assert refused["severity"] == "WARNING" and refused["error_code"] == "AUTH_REQUIRED"
+
+
+def test_w3c_traceparent_is_understood(make_app, log_lines):
+    """Cloud Run's newer `traceparent` header gives the same trace field."""
+    client = make_app().test_client()
+    client.post("/webhook", json=cx_request(Caller.TAGS["verify_user"], phone_number="09000001111"),
+                headers={"traceparent": f"00-{TRACE}-00f067aa0ba902b7-01"})
+    line = log_lines()[-1]
+    assert line["logging.googleapis.com/trace"] == TRACE
+    assert line["logging.googleapis.com/spanId"] == "00f067aa0ba902b7"
+
+
+@pytest.mark.parametrize("header", ["", "not-a-trace", "../../x", "x" * 500, TRACE + "/99999999999999999999999"])
+def test_a_garbage_trace_header_is_ignored_or_kept_harmless(make_app, log_lines, header):
+    """A caller-controlled trace header never breaks the call nor writes arbitrary text into the trace field."""
+    client = make_app().test_client()
+    response = client.post("/webhook", json=cx_request(Caller.TAGS["verify_user"], phone_number="09000001111"),
+                           headers={"X-Cloud-Trace-Context": header})
+    assert response.status_code == 200
+    trace = log_lines()[-1].get("logging.googleapis.com/trace")
+    assert trace in (None, TRACE)
+
+
+def test_store_outage_and_denials_are_logged_at_their_severity(make_app, log_lines, tmp_path):
+    """A caller refused by auth is a WARNING; a store that is down is an ERROR (what an alert should page on)."""
+    client = make_app(webhook_auth="header", webhook_header_value="a-shared-secret-of-some-length").test_client()
+    client.post("/webhook", json=cx_request(Caller.TAGS["verify_user"], phone_number="09000001111"))
+    down = make_app(database_url=f"sqlite:///{tmp_path}/missing-dir/none.sqlite3").test_client()
+    down.post("/webhook", json=cx_request(Caller.TAGS["verify_user"], phone_number="09000001111"))
+    denied, outage = log_lines()
+    assert denied["severity"] == "WARNING" and denied["status"] == 401
+    assert outage["severity"] == "ERROR" and outage["error_code"] == "STORE_UNAVAILABLE"
+
+
+@pytest.mark.parametrize("text, hidden", [
+    ("SMTPRecipientsRefused({'hanako.sato@example.jp': (550, b'no')})", "hanako.sato@example.jp"),
+    ("sent to +81 90-0000-1111", "90-0000-1111"),
+    ("code 123456 expired", "123456"),
+    ("09000001111", "09000001111"),
+])
+def test_the_formatter_scrubs_what_slipped_into_a_message(text, hidden):
+    """Last line of defence: an e-mail, a phone number or a six-digit code inside any logged text is masked."""
+    assert hidden not in scrub(text)
+
+
+def test_the_formatter_keeps_ordinary_values():
+    """Ticket numbers (7 digits), last fours, latencies and session ids survive the scrub."""
+    assert scrub("ticket 1234567 for card 4444 in 12.5 ms, session dialog-1") == \
+        "ticket 1234567 for card 4444 in 12.5 ms, session dialog-1"
