@@ -104,3 +104,24 @@ def test_store_outage_is_a_webhook_error(lockcard, make_app, tmp_path):
     t = s.send(text="カードをロックしたい")
     assert t.params.get("transfer_reason") == "webhook_error" and t.ended
     assert t.webhook_calls[0].response["sessionInfo"]["parameters"]["webhook_error_code"] == "STORE_UNAVAILABLE"
+
+
+def test_the_shipped_seed_test_cases_pass(lockcard, make_app, sqlite_template, tmp_path):
+    """Our agent's testCases (the seed's three dialogs, ja and en) replay green against the real webhook."""
+    import itertools
+    import shutil
+
+    from simulator.testcases import format_results, run_test_cases
+
+    fixed_codes = {"09000001111": "123456", "09000002222": "123456", "09012345041": "123456"}
+    count = itertools.count()
+
+    def fresh_bank(test_case):
+        path = tmp_path / f"store{next(count)}.sqlite3"
+        shutil.copy(sqlite_template, path)
+        return make_app(database_url=f"sqlite:///{path}", otp_test_numbers=fixed_codes,
+                        trust_upstream_auth_level=True)
+
+    results = run_test_cases(lockcard, webhook_factory=fresh_bank)
+    assert {r.language for r in results} == {"ja", "en"} and len(results) >= 6
+    assert all(r.passed for r in results), format_results(results)
