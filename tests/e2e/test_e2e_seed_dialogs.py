@@ -203,3 +203,20 @@ def test_a_wrong_card_is_asked_again(call):
     says(turn, "申し訳ございません。末尾が 1234 のカードは見つかりませんでした。", CARDS_1_JA,
          "ロックするか再有効化するカードの末尾 4 桁をお知らせください。")
     assert turn.params.get("transfer_reason") is None
+
+
+@pytest.mark.parametrize("lock_type, reason, expected", [
+    ("一時的に止めて", "財布ごと落としてしまいました", ("inactive", "lost")),
+    ("しばらく使えないようにして", "なくしちゃった", ("inactive", "lost")),
+    ("完全に止めてください", "盗まれました", ("blocked", "stolen")),
+    ("永久に", "カードが割れてしまって", ("blocked", "damaged")),
+    ("ずっと止めて", "念のため", ("blocked", "others")),
+])
+def test_how_people_say_it(call, lock_type, reason, expected):
+    """Everyday ways of saying the lock type and the reason fill the seed's entity values."""
+    session = call("ja", phone_number="09000001111")
+    for said in ("カードをロックしたい", "はい", "123456", "4444", "はい", lock_type):
+        session.send(text=said)
+    turn = session.send(text=reason)
+    assert turn.page == "> card auth channel", turn.messages
+    assert (session.flow_params["lock_type"], session.flow_params["lock_reason"]) == expected
