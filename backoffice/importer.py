@@ -19,12 +19,13 @@ import functools
 import datetime as dt
 import hashlib
 import io
+import json
 import re
 import unicodedata
 from dataclasses import dataclass, field
 from typing import Any, Callable, ContextManager, Iterator
 
-from sqlalchemy import insert, select
+from sqlalchemy import JSON, insert, select, text
 from sqlalchemy.exc import IntegrityError
 
 from backoffice.errors import BadInput
@@ -458,6 +459,7 @@ def _apply_batch(uow, batch: list[Group], report: Report, operator: str, update_
                  ref: dict[str, str]) -> None:
     # Core rows, not ORM objects: a re-run of a 100k-row file reads every customer and card back.
     conn = uow.session.connection()
+    _relax_timeouts(conn)
     customers_t, cards_t = Customer.__table__, Card.__table__
     existing = {c.phone_e164: c for c in conn.execute(
         select(customers_t).where(customers_t.c.phone_e164.in_([g.first.phone for g in batch])))}
@@ -473,7 +475,7 @@ def _apply_batch(uow, batch: list[Group], report: Report, operator: str, update_
         rows = [{"phone_e164": g.first.phone, "name": g.first.name, "email": g.email, "zip_code": g.first.zip_code,
                  "created_at": now} for g in new_groups]
         # Plain executemany on the connection: ORM bulk inserts with RETURNING cost minutes at 100k rows.
-        conn.execute(insert(customers_t), rows)
+        _insert_many(conn, customers_t, rows)
         created = dict(conn.execute(select(Customer.phone_e164, Customer.id)
                                     .where(Customer.phone_e164.in_([g.first.phone for g in new_groups]))).all())
     new_cards: list[dict[str, Any]] = []
@@ -524,9 +526,36 @@ def _apply_batch(uow, batch: list[Group], report: Report, operator: str, update_
         if added or touched:
             audits.append(_audit_row(operator, "customer.merged", customer.id, now, ref, group, added, changes + filled))
     if new_cards:
-        conn.execute(insert(cards_t), [{k: v for k, v in c.items() if k != "line"} for c in new_cards])
+        _insert_many(conn, cards_t, [{k: v for k, v in c.items() if k != "line"} for c in new_cards])
     if audits:
-        conn.execute(insert(AuditEvent.__table__), audits)
+        _insert_many(conn, AuditEvent.__table__, audits)
+
+
+def _insert_many(conn, table, rows: list[dict[str, Any]]) -> None:
+    """INSERT many rows: COPY on PostgreSQL (about twice as fast as executemany), executemany elsewhere.
+
+    Every row has the same keys; the columns they leave out get their Python-side defaults first.
+    """
+    if conn.dialect.name != "postgresql":
+        conn.execute(insert(table), rows)
+        return
+    defaults = {c.name: c.default.arg for c in table.columns
+                if c.name not in rows[0] and c.default is not None and c.default.is_scalar}
+    names = [*rows[0], *defaults]
+    as_json = {c.name for c in table.columns if isinstance(c.type, JSON)}
+    cursor = conn.connection.driver_connection.cursor()
+    columns = ", ".join(f'"{n}"' for n in names)
+    with cursor, cursor.copy(f"COPY {table.name} ({columns}) FROM STDIN") as copy:
+        for row in rows:
+            values = {**defaults, **row}
+            copy.write_row([json.dumps(values[n], ensure_ascii=False) if n in as_json and values[n] is not None
+                            else values[n] for n in names])
+
+
+def _relax_timeouts(conn) -> None:
+    """The store's 2 s statement timeout is for webhook turns; a batch of an import may take longer."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SET LOCAL statement_timeout = '120s'"))
 
 
 def _new_cards(group: Group, known: dict[str, Any], customer_id: int, now: dt.datetime, out: list[dict[str, Any]],
