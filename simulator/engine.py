@@ -23,6 +23,7 @@ How a turn is processed (following the CX "state handlers" documentation):
 
 from __future__ import annotations
 
+import base64
 import copy
 import re
 import uuid
@@ -676,6 +677,9 @@ class Session:
         else:
             body = self._webhook_request(f.tag)
         headers = {k: render(v, self) for k, v in hook.headers.items()}
+        if hook.basic_auth:
+            token = base64.b64encode(":".join(hook.basic_auth).encode()).decode()
+            headers.setdefault("Authorization", f"Basic {token}")
         call = WebhookCall(hook.name, f.tag, body)
         self._turn.webhook_calls.append(call)
         self._log(f"webhook {hook.name} tag={f.tag!r}")

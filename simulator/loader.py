@@ -191,6 +191,7 @@ class Webhook:
     timeout_s: float
     source: str
     unsupported: list[str] = field(default_factory=list)
+    basic_auth: tuple[str, str] | None = None
 
 
 @dataclass
@@ -488,6 +489,7 @@ def _load_webhook(files: _Files, path: str) -> Webhook:
         timeout_s=timeout_s or 5.0,
         source=src,
         unsupported=unsupported,
+        basic_auth=(gws["username"], gws.get("password", "")) if gws.get("username") else None,
     )
 
 

@@ -286,3 +286,19 @@ DOC = {"result": {"address": {
 def test_jsonpath(path, expected):
     """The JSONPath subset of parameterMapping, filters with && and || included."""
     assert jsonpath(path, DOC) == expected
+
+
+def test_request_headers_and_basic_auth_are_sent(build_agent, recording_app):
+    """The webhook's requestHeaders and basic-auth credentials reach the service, as CX sends them."""
+    from flask import request as flask_request
+
+    seen = []
+    recording_app.before_request(lambda: seen.append(dict(flask_request.headers)))
+    agent = build_agent(
+        flows={"Default Start Flow": {"routes": [route(condition="true", webhook="bank", tag="t")]}},
+        webhooks={"bank": {"genericWebService": {"uri": "https://bank.example/webhook", "username": "cx",
+                                                 "password": "s3cret",
+                                                 "requestHeaders": {"X-Api-Key": "k-$session.params.tenant"}}}})
+    Session(agent, webhook=recording_app, session_params={"tenant": "t1"}).send()
+    assert seen[0]["X-Api-Key"] == "k-t1"
+    assert seen[0]["Authorization"] == "Basic Y3g6czNjcmV0"
