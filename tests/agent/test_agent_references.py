@@ -77,12 +77,13 @@ def test_the_dataflow_check_finds_a_missing_copy(sources):
 
 
 def test_webhook_pages_handle_webhook_errors(sources):
-    """Every page that calls the webhook handles webhook.error and webhook.error.not-found, and checks the
-    webhook's own transfer_reason first thing after the call."""
+    """Every page that calls the webhook handles webhook.error, webhook.error.not-found and the no-match /
+    no-input defaults, and checks the webhook's own transfer_reason first thing after the call."""
     for flow, name, page in webhook_pages(sources):
         events = {h["event"]: h for h in page.get("eventHandlers", [])}
-        assert {"webhook.error", "webhook.error.not-found"} <= set(events), (flow, name)
-        reasons = {e: {a["value"] for a in h["triggerFulfillment"]["setParameterActions"]
+        assert {"webhook.error", "webhook.error.not-found", "sys.no-match-default", "sys.no-input-default"} <= set(
+            events), (flow, name)
+        reasons = {e: {a["value"] for a in h["triggerFulfillment"].get("setParameterActions", [])
                        if a["parameter"] == "transfer_reason"} for e, h in events.items()}
         assert reasons["webhook.error"] == {"webhook_error"}
         assert reasons["webhook.error.not-found"] == {"webhook_not_found"}
