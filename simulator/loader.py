@@ -318,12 +318,25 @@ def _check_cases(cases: list, unsupported: list) -> None:
                 _check_cases(content["additionalCases"].get("cases") or [], unsupported)
 
 
+_ROUTE_KEYS = {"intent", "condition", "triggerFulfillment", "targetPage", "targetFlow", "name", "description"}
+_HANDLER_KEYS = {"event", "triggerFulfillment", "targetPage", "targetFlow", "name"}
+_PAGE_KEYS = {"name", "displayName", "form", "entryFulfillment", "transitionRoutes", "eventHandlers",
+              "transitionRouteGroups", "advancedSettings", "knowledgeConnectorSettings", "description", "languageCode"}
+
+
+def _handler_fulfillment(d: dict, known: set[str], source: str) -> Fulfillment:
+    """The handler's fulfillment; keys of the handler itself we do not model (targetPlaybook…) raise when called."""
+    f = _fulfillment(d.get("triggerFulfillment"), source)
+    f.unsupported.extend(k for k in d if k not in known)
+    return f
+
+
 def _routes(items: list | None, source: str) -> list[Route]:
     return [
         Route(
             intent=r.get("intent") or None,
             condition=(r.get("condition") or "").strip(),
-            fulfillment=_fulfillment(r.get("triggerFulfillment"), source),
+            fulfillment=_handler_fulfillment(r, _ROUTE_KEYS, source),
             target=_target(r),
             source=source,
             name=r.get("name", ""),
@@ -333,15 +346,8 @@ def _routes(items: list | None, source: str) -> list[Route]:
 
 
 def _handlers(items: list | None, source: str) -> list[EventHandler]:
-    out = []
-    for h in items or []:
-        if "targetPlaybook" in h:
-            raise_later = _fulfillment({"targetPlaybook": h["targetPlaybook"]}, source)
-            out.append(EventHandler(h.get("event", ""), raise_later, Target(), source))
-            continue
-        out.append(EventHandler(h.get("event", ""), _fulfillment(h.get("triggerFulfillment"), source),
-                                _target(h), source))
-    return out
+    return [EventHandler(h.get("event", ""), _handler_fulfillment(h, _HANDLER_KEYS, source), _target(h), source)
+            for h in items or []]
 
 
 def _form(form: dict | None, source: str) -> list[FormParameter]:
@@ -373,7 +379,7 @@ def _knowledge(d: dict) -> list[str]:
 
 
 def _page(d: dict, source: str) -> Page:
-    unsupported = _knowledge(d)
+    unsupported = _knowledge(d) + [f"page field {k}" for k in d if k not in _PAGE_KEYS]
     return Page(
         name=d["displayName"],
         id=d.get("name", d["displayName"]),

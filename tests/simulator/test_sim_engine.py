@@ -418,3 +418,11 @@ def test_route_groups_come_after_page_routes_and_before_flow_routes(build_agent)
     assert s.send(text="はい").messages == ["ページのはい"]
     assert s.send(text="助けて").messages == ["グループのヘルプ"]
     assert s.send(text="さようなら").messages == ["フローのさようなら"]
+
+
+def test_route_to_a_playbook_is_refused_not_ignored(build_agent):
+    """A route whose target is a playbook raises UnsupportedFeature instead of silently staying on the page."""
+    agent = build_agent(flows={"Default Start Flow": {
+        "routes": [{"condition": "true", "targetPlaybook": "projects/p/playbooks/x", "triggerFulfillment": {}}]}})
+    with pytest.raises(UnsupportedFeature, match="targetPlaybook"):
+        Session(agent).send()
