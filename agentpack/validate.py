@@ -20,7 +20,6 @@ SYMBOLIC_PAGES = {
     "END_FLOW", "END_SESSION", "CURRENT_PAGE", "PREVIOUS_PAGE", "START_PAGE",
     "END_FLOW_WITH_FAILURE", "END_FLOW_WITH_HUMAN_ESCALATION", "END_FLOW_WITH_CANCELLATION",
 }
-_PARAM_REF = re.compile(r"\$(session\.params|flow|page\.params)\.([A-Za-z_][\w\-]*)")
 
 
 class InvalidAgent(Exception):
@@ -254,11 +253,6 @@ def check_references(files: AgentFiles, webhook_names: set[str], tags: set[str])
             elif page.get("name") in page_ids and page_ids[page["name"]][1] != page.get("displayName"):
                 problems.append(f"test case {name!r} turn {i}: page id and name disagree: {page!r}")
     return problems
-
-
-def page_refs(files: AgentFiles) -> dict[str, tuple[str, str]]:
-    """page id -> (flow, page display name)."""
-    return {p["name"]: (f, n) for f, ps in files.pages.items() for n, p in ps.items()}
 
 
 def param_name(ref: str) -> str:
