@@ -320,6 +320,8 @@ def _check_cases(cases: list, unsupported: list) -> None:
 
 _ROUTE_KEYS = {"intent", "condition", "triggerFulfillment", "targetPage", "targetFlow", "name", "description"}
 _HANDLER_KEYS = {"event", "triggerFulfillment", "targetPage", "targetFlow", "name"}
+_FORM_PARAM_KEYS = {"displayName", "entityType", "required", "fillBehavior", "isList", "redact", "defaultValue",
+                    "advancedSettings"}
 _PAGE_KEYS = {"name", "displayName", "form", "entryFulfillment", "transitionRoutes", "eventHandlers",
               "transitionRouteGroups", "advancedSettings", "knowledgeConnectorSettings", "description", "languageCode"}
 
@@ -356,6 +358,8 @@ def _form(form: dict | None, source: str) -> list[FormParameter]:
         fb = p.get("fillBehavior") or {}
         adv = p.get("advancedSettings") or {}
         dtmf = adv.get("dtmfSettings")
+        prompt = _fulfillment(fb.get("initialPromptFulfillment"), source)
+        prompt.unsupported.extend(f"form parameter field {k}" for k in p if k not in _FORM_PARAM_KEYS)
         params.append(
             FormParameter(
                 name=p["displayName"],
@@ -364,7 +368,7 @@ def _form(form: dict | None, source: str) -> list[FormParameter]:
                 is_list=bool(p.get("isList")),
                 redact=bool(p.get("redact")),
                 default_value=p.get("defaultValue"),
-                initial_prompt=_fulfillment(fb.get("initialPromptFulfillment"), source),
+                initial_prompt=prompt,
                 reprompt_handlers=_handlers(fb.get("repromptEventHandlers"), source),
                 dtmf=dtmf if dtmf and dtmf.get("enabled") else None,
                 source=source,
