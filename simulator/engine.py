@@ -164,8 +164,7 @@ class Session:
         self._input = {"text": text, "event": event, "dtmf": dtmf}
         self._match = None
         self.intent_params, self.intent_originals = {}, {}  # $intent.params is this turn's match only
-        hops = [0]
-        self._hops = hops
+        self._hops = [0]  # transitions this turn, checked against MAX_TRANSITIONS
         if not self.started:
             self.started = True
             self._settle(Target(flow=self.start_flow))
@@ -699,7 +698,7 @@ class Session:
                     call.error = "webhook.error"
                     self._log(f"webhook {hook.name}: {exc}")
                     raise _WebhookEvent("webhook.error") from None
-                self._set_param(key if key.startswith("$") else key, value)
+                self._set_param(key, value)
             return [], "APPEND", None
         return self._apply_response(data, call)
 
