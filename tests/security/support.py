@@ -3,10 +3,13 @@ Google's ID-token signer (our own RSA key, its certificate served over HTTP the 
 from __future__ import annotations
 
 import datetime as dt
+import json
+import threading
 import time
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import pytest
 from sqlalchemy import select
 
 from cardstore.models import Base
@@ -128,3 +131,33 @@ def recorded(store):
     changes: dict[str, dict[str, list]] = {}
     yield changes
     changes.update(store_diff(before, store_snapshot(store)))
+
+
+# --- fixtures (imported by the conftest.py of each suite that needs them) -------------------------------------
+
+@pytest.fixture(scope="session")
+def _signing_key() -> tuple[bytes, bytes]:
+    key = new_rsa_key()
+    return key, self_signed_cert(key)
+
+
+@pytest.fixture(scope="session")
+def _certs_server(_signing_key):
+    key_pem, cert_pem = _signing_key
+    server = _CertsServer(("127.0.0.1", 0), _CertsHandler)
+    server.body = json.dumps({KEY_ID: cert_pem.decode()}).encode()
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+    thread.join()
+
+
+@pytest.fixture
+def google_issuer(_signing_key, _certs_server):
+    """A token issuer and a local certs endpoint in Google's `{key id: PEM certificate}` format."""
+    key_pem, cert_pem = _signing_key
+    _certs_server.hits = 0
+    url = f"http://127.0.0.1:{_certs_server.server_address[1]}/oauth2/v1/certs"
+    return TokenIssuer(key_pem, cert_pem, url, _certs_server)
