@@ -205,17 +205,20 @@ def test_a_wrong_card_is_asked_again(call):
     assert turn.params.get("transfer_reason") is None
 
 
-@pytest.mark.parametrize("lock_type, reason, expected", [
-    ("一時的に止めて", "財布ごと落としてしまいました", ("inactive", "lost")),
-    ("しばらく使えないようにして", "なくしちゃった", ("inactive", "lost")),
-    ("完全に止めてください", "盗まれました", ("blocked", "stolen")),
-    ("永久に", "カードが割れてしまって", ("blocked", "damaged")),
-    ("ずっと止めて", "念のため", ("blocked", "others")),
+@pytest.mark.parametrize("lang, lock_type, reason, expected", [
+    ("ja", "一時的に止めて", "財布ごと落としてしまいました", ("inactive", "lost")),
+    ("ja", "しばらく使えないようにして", "なくしちゃった", ("inactive", "lost")),
+    ("ja", "完全に止めてください", "盗まれました", ("blocked", "stolen")),
+    ("ja", "永久に", "カードが割れてしまって", ("blocked", "damaged")),
+    ("ja", "ずっと止めて", "念のため", ("blocked", "others")),
+    ("en", "just for now please", "i think i dropped it somewhere", ("inactive", "lost")),
+    ("en", "for good", "my wallet was stolen yesterday", ("blocked", "stolen")),
 ])
-def test_how_people_say_it(call, lock_type, reason, expected):
+def test_how_people_say_it(call, lang, lock_type, reason, expected):
     """Everyday ways of saying the lock type and the reason fill the seed's entity values."""
-    session = call("ja", phone_number="09000001111")
-    for said in ("カードをロックしたい", "はい", "123456", "4444", "はい", lock_type):
+    session = call(lang, phone_number="09000001111")
+    start = {"ja": ("カードをロックしたい", "はい"), "en": ("lock my card", "yes")}[lang]
+    for said in (*start, "123456", "4444", start[1], lock_type):
         session.send(text=said)
     turn = session.send(text=reason)
     assert turn.page == "> card auth channel", turn.messages
