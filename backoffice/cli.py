@@ -178,8 +178,8 @@ def show_command(phone: str, as_json: bool, reveal: bool, operator: str | None, 
     for title, rows, columns in sections:
         click.echo(f"\n{title}")
         _table(rows, columns, "  (none)")
-    click.echo(f"\nLatest audit rows")
-    _audit_table(data["audit"])
+    click.echo("\nLatest audit rows")
+    _audit_table(data["audit"], customer=False)
 
 
 @customers_cli.command("delete")
@@ -289,10 +289,11 @@ def outbox_deliver_command(operator: str | None) -> None:
 
 # --- audit ----------------------------------------------------------------------------------------------------
 
-def _audit_table(rows: list[dict[str, Any]]) -> None:
+def _audit_table(rows: list[dict[str, Any]], *, customer: bool = True) -> None:
+    columns = [("at", "at"), ("actor", "actor"), ("action", "action"), ("customer", "customer"), ("card", "card"),
+               ("change", "change")]
     _table([{**r, "change": " -> ".join(p for p in (_compact(r["before"]), _compact(r["after"])) if p)} for r in rows],
-           [("at", "at"), ("actor", "actor"), ("action", "action"), ("customer", "customer"), ("card", "card"),
-            ("change", "change")], "  (none)")
+           [c for c in columns if customer or c[0] != "customer"], "  (none)")
 
 
 @audit_cli.command("list")

@@ -402,7 +402,7 @@ def import_csv(store: Store, data: bytes, *, operator: str, region: str, filenam
     if not dry_run:
         with store.unit_of_work() as uow:
             summary = report.as_dict()
-            uow.repo.audit(operator, "customers.imported", after={
+            uow.repo.audit(operator, "import.completed", after={
                 **ref, "encoding": report.encoding, "rows": summary["rows"],
                 "customers_created": report.customers_created, "customers_updated": report.customers_updated,
                 "cards_added": report.cards_added})
@@ -422,7 +422,7 @@ def _join(groups: dict[str, Group], row: Row) -> str | None:
     if row.email is not None and group.email is not None and row.email != group.email:
         differs.append("email")
     if differs:
-        return f"{', '.join(differs)} differ(s) from line {first.line}, which has the same phone number"
+        return f"{_fields(differs)} from line {first.line}, which has the same phone number"
     earlier = group.cards.get(row.last4)
     if earlier is not None:
         if (earlier.vendor, earlier.status) != (row.vendor, row.status):
@@ -434,6 +434,10 @@ def _join(groups: dict[str, Group], row: Row) -> str | None:
     group.rows.append(row)
     group.cards[row.last4] = row
     return None
+
+
+def _fields(names: list[str]) -> str:
+    return f"{', '.join(names)} {'differs' if len(names) == 1 else 'differ'}"
 
 
 def _apply(store: Store, batch: list[Group], report: Report, operator: str, update_existing: bool, dry_run: bool,
@@ -504,7 +508,7 @@ def _apply_batch(uow, batch: list[Group], report: Report, operator: str, update_
         changes = _field_changes(customer, group)
         if changes and not update_existing:
             report.rejected.extend(Rejection(r.line, [
-                f"{', '.join(changes)} differ(s) from the store's for this customer: the store keeps its values "
+                f"{_fields(changes)} from the store's for this customer: the store keeps its values "
                 "(pass --update-existing to overwrite them)"]) for r in group.rows if r.line not in bad_lines)
             continue
         filled = ["email"] if customer.email is None and group.email is not None else []
