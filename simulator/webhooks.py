@@ -1,5 +1,5 @@
 """Webhook calls: where the request goes (URL, in-process WSGI app, Python callable) and how failures map to
-CX's `webhook.error.*` events; flexible-webhook request templates and JSONPath parameter mapping.
+CX's `webhook.error.*` events; flexible-webhook request templates and JSONPath parameter mapping (jsonpath-ng).
 
 Failure → event (the engine falls back to `webhook.error` when no handler takes the specific event):
 
@@ -13,6 +13,7 @@ Failure → event (the engine falls back to `webhook.error` when no handler take
 
 from __future__ import annotations
 
+import functools
 import inspect
 import json
 import re
@@ -22,6 +23,7 @@ from typing import Any, Callable
 from urllib.parse import urlparse
 
 import requests
+from jsonpath_ng import ext as jsonpath_ext
 
 from simulator.conditions import Scope, _REF_RE, _parse_path, render, to_text
 
@@ -183,161 +185,25 @@ def render_request_body(template: str, scope: Scope) -> Any:
         raise WebhookFailure("webhook.error", f"requestBody is not JSON after substitution: {exc}") from None
 
 
-# ----------------------------------------------------------------------------------- a small JSONPath
+# ----------------------------------------------------------------------------------- JSONPath (jsonpath-ng)
 
-_JP_TOKEN = re.compile(r"\s*(@(?:\.[\w\-]+)*|'[^']*'|\"[^\"]*\"|-?\d+(?:\.\d+)?|true|false|null|==|!=|<=|>=|"
-                       r"<|>|&&|\|\||!|\(|\))")
-
-
-class _Filter:
-    def __init__(self, text: str):
-        self.toks, pos = [], 0
-        while pos < len(text):
-            m = _JP_TOKEN.match(text, pos)
-            if not m:
-                if text[pos:].strip() == "":
-                    break
-                raise ValueError(f"JSONPath filter: cannot read {text[pos:]!r}")
-            self.toks.append(m.group(1))
-            pos = m.end()
-        self.i = 0
-        self.tree = self._or()
-
-    def _peek(self):
-        return self.toks[self.i] if self.i < len(self.toks) else None
-
-    def _or(self):
-        node = self._and()
-        while self._peek() == "||":
-            self.i += 1
-            node = ("or", node, self._and())
-        return node
-
-    def _and(self):
-        node = self._unary()
-        while self._peek() == "&&":
-            self.i += 1
-            node = ("and", node, self._unary())
-        return node
-
-    def _unary(self):
-        if self._peek() == "!":
-            self.i += 1
-            return ("not", self._unary())
-        return self._cmp()
-
-    def _cmp(self):
-        left = self._atom()
-        if self._peek() in ("==", "!=", "<", ">", "<=", ">="):
-            op = self.toks[self.i]
-            self.i += 1
-            return ("cmp", op, left, self._atom())
-        return ("truthy", left)
-
-    def _atom(self):
-        t = self._peek()
-        self.i += 1
-        if t == "(":
-            node = self._or()
-            self.i += 1
-            return node
-        if t.startswith("@"):
-            return ("path", [p for p in t[1:].split(".") if p])
-        if t[0] in "'\"":
-            return ("lit", t[1:-1])
-        if t in ("true", "false", "null"):
-            return ("lit", {"true": True, "false": False, "null": None}[t])
-        return ("lit", float(t) if "." in t else int(t))
-
-    def test(self, item: Any) -> bool:
-        return bool(self._eval(self.tree, item))
-
-    def _eval(self, node, item):
-        kind = node[0]
-        if kind == "or":
-            return self._eval(node[1], item) or self._eval(node[2], item)
-        if kind == "and":
-            return self._eval(node[1], item) and self._eval(node[2], item)
-        if kind == "not":
-            return not self._eval(node[1], item)
-        if kind == "truthy":
-            return bool(self._eval(node[1], item))
-        if kind == "lit":
-            return node[1]
-        if kind == "path":
-            cur = item
-            for p in node[1]:
-                cur = cur.get(p) if isinstance(cur, dict) else None
-            return cur
-        _, op, a, b = node
-        a, b = self._eval(a, item), self._eval(b, item)
-        if op == "==":
-            return a == b
-        if op == "!=":
-            return a != b
-        try:
-            return {"<": a < b, ">": a > b, "<=": a <= b, ">=": a >= b}[op]
-        except TypeError:
-            return False
+# A path with a filter or a wildcard names a set of values (a list); a plain path names one value or none.
+_MANY = re.compile(r"\[\s*\?|\*")
 
 
-def _split_jsonpath(path: str) -> list[tuple[str, Any]]:
-    if not path.startswith("$"):
-        raise ValueError(f"JSONPath must start with $: {path!r}")
-    steps, i = [], 1
-    while i < len(path):
-        if path.startswith("[?(", i):
-            depth, j = 0, i + 2
-            while j < len(path):
-                if path[j] == "(":
-                    depth += 1
-                elif path[j] == ")":
-                    depth -= 1
-                    if depth == 0:
-                        break
-                j += 1
-            steps.append(("filter", _Filter(path[i + 3 : j])))
-            i = j + 2  # past ")]"
-        elif path[i] == "[":
-            j = path.index("]", i)
-            inner = path[i + 1 : j].strip()
-            if inner == "*":
-                steps.append(("wild", None))
-            elif inner[:1] in "'\"":
-                steps.append(("key", inner[1:-1]))
-            else:
-                steps.append(("index", int(inner)))
-            i = j + 1
-        elif path[i] == ".":
-            m = re.match(r"\.(\*|[^.\[]+)", path[i:])
-            if not m:
-                raise ValueError(f"JSONPath: cannot read {path[i:]!r}")
-            steps.append(("wild", None) if m.group(1) == "*" else ("key", m.group(1)))
-            i += m.end()
-        else:
-            raise ValueError(f"JSONPath: cannot read {path[i:]!r}")
-    return steps
+@functools.lru_cache(maxsize=256)
+def _compiled(path: str):
+    try:
+        return jsonpath_ext.parse(path)
+    except Exception as exc:  # jsonpath-ng raises several types; the message is what matters
+        raise ValueError(f"JSONPath {path!r}: {exc}") from None
 
 
 def jsonpath(path: str, data: Any) -> Any:
-    """Evaluate the JSONPath subset CX agents use; a filter or wildcard yields a list, a plain path one value."""
-    steps = _split_jsonpath(path)
-    nodes, many = [data], False
-    for kind, arg in steps:
-        nxt = []
-        for n in nodes:
-            if kind == "key" and isinstance(n, dict) and arg in n:
-                nxt.append(n[arg])
-            elif kind == "index" and isinstance(n, list) and -len(n) <= arg < len(n):
-                nxt.append(n[arg])
-            elif kind == "wild":
-                nxt.extend(n.values() if isinstance(n, dict) else n if isinstance(n, list) else [])
-            elif kind == "filter":
-                items = n if isinstance(n, list) else [n] if isinstance(n, dict) else []
-                nxt.extend(x for x in items if arg.test(x))
-        if kind in ("wild", "filter"):
-            many = True
-        nodes = nxt
-    if many:
-        return nodes
-    return nodes[0] if nodes else None
+    """Evaluate a parameterMapping JSONPath with jsonpath-ng's extended parser (filters with && and ||)."""
+    if not path.startswith("$"):
+        raise ValueError(f"JSONPath must start with $: {path!r}")
+    values = [match.value for match in _compiled(path).find(data)]
+    if _MANY.search(path):
+        return values
+    return values[0] if values else None
