@@ -93,3 +93,40 @@ def test_an_empty_note_is_refused(terminal, caller):
     result = terminal.run("handoffs", "resolve", handoff_id, "--operator", "sato", "--reject", "--note", "  ")
     assert result.exit_code == 1 and "--note" in result.output
     assert terminal.json("handoffs", "list", "--status", "unanswered")
+
+
+def test_two_operators_answering_at_once_give_one_answer(terminal, caller):
+    """Sato reactivates while Suzuki rejects, at the same moment: one answer stands, the other changes nothing."""
+    import threading
+
+    from backoffice import handoffs
+    from backoffice.errors import Refused
+    from cardstore.errors import StoreUnavailable
+
+    handoff_id = _misaki_asks_to_reactivate_1456(caller)
+    start = threading.Barrier(2)
+    outcomes: dict[str, str] = {}
+
+    def answer(operator: str, resolution: str) -> None:
+        start.wait()
+        try:
+            with terminal.store.unit_of_work() as uow:
+                handoffs.resolve(uow, handoff_id, operator, resolution, f"by {operator}")
+            outcomes[operator] = "answered"
+        except Refused:
+            outcomes[operator] = "refused"
+        except StoreUnavailable:  # SQLite: the loser's snapshot is stale and its write is refused outright
+            outcomes[operator] = "refused"
+
+    threads = [threading.Thread(target=answer, args=a) for a in (("sato", "reactivated"), ("suzuki", "rejected"))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(outcomes.values()) == ["answered", "refused"]
+    winner = next(name for name, outcome in outcomes.items() if outcome == "answered")
+    [answered] = terminal.json("handoffs", "list")
+    assert answered["answered_by"] == winner and answered["note"] == f"by {winner}"
+    assert answered["card_status"] == ("active" if winner == "sato" else "inactive")
+    loser = "suzuki" if winner == "sato" else "sato"
+    assert terminal.audit("--actor", loser) == []
