@@ -31,7 +31,7 @@ DIALOG_1 = {
         ("スマートフォンに送信", ["続行する前に、登録携帯電話番号にコードが送信されます。リクエストを検証するため、コードをご確認ください。"]),
         ("123456", ["末尾が 4444 のカードが一時的にロックされます。ロックすると、そのカードでオンラインまたはPOS マシンでの"
                     "取引ができなくなります。この操作を確定しますか?"]),
-        ("はい", ["カードは正常にロックされました。お客様のリクエスト番号は {n} です。",
+        ("はい", ["カードは正常にロックされました。お客様のリクエスト番号は {n} です。リクエスト番号は登録携帯電話番号に SMS でお送りします。",
                   "お問い合わせありがとうございました。失礼いたします。"]),
     ],
     "en": [
@@ -52,7 +52,7 @@ DIALOG_1 = {
                           "Please tell me the code to verify this request."]),
         ("123456", ["The card ending in 4444 will be locked temporarily. While it is locked, it can't be used "
                     "online or at card terminals. Do you want to go ahead?"]),
-        ("yes", ["Your card has been locked. Your request number is {n}.", "Thank you for calling. Goodbye."]),
+        ("yes", ["Your card has been locked. Your request number is {n}. We are also sending it by SMS to your registered mobile number.", "Thank you for calling. Goodbye."]),
     ],
 }
 
@@ -67,10 +67,10 @@ DIALOG_2 = {
         # The seed says "一時的に" here although the caller chose a permanent lock: we say what happens.
         ("123456", ["末尾が 4444 のカードが完全にロックされます。ロックすると、そのカードでオンラインまたはPOS マシンでの"
                     "取引ができなくなります。この操作を確定しますか?"]),
-        ("はい", ["カードは正常にロックされました。お客様のリクエスト番号は {n} です。", "新しいカードを再発行しますか?"]),
+        ("はい", ["カードは正常にロックされました。お客様のリクエスト番号は {n} です。リクエスト番号は登録携帯電話番号に SMS でお送りします。", "新しいカードを再発行しますか?"]),
         ("はい", ["カードは登録住所に配送されます。配送先住所の郵便番号が 12345 であることを確認していただけますか?"]),
         ("その通りです", ["新しいカードの再発行をリクエストしている間、しばらくお待ちください。",
-                          "新しいカードの再発行のリクエストは正常に完了しました。リクエスト番号は {n} です。",
+                          "新しいカードの再発行のリクエストは正常に完了しました。リクエスト番号は {n} で、登録携帯電話番号に SMS でお送りします。",
                           "カードは 3 営業日以内に登録住所に配送されます。カードを使用するには、カードで共有された手順に沿って"
                           "操作してください。",
                           "お問い合わせありがとうございました。失礼いたします。"]),
@@ -86,10 +86,10 @@ DIALOG_2 = {
                  "Please tell me the code to verify this request."]),
         ("123456", ["The card ending in 4444 will be locked permanently. Once it is locked, it can't be used "
                     "online or at card terminals. Do you want to go ahead?"]),
-        ("yes", ["Your card has been locked. Your request number is {n}.", "Do you want us to issue a new card?"]),
+        ("yes", ["Your card has been locked. Your request number is {n}. We are also sending it by SMS to your registered mobile number.", "Do you want us to issue a new card?"]),
         ("yes", ["The card will be sent to your registered address. Can you confirm that its postal code is 12345?"]),
         ("that's right", ["Please wait a moment while I request your new card.",
-                          "Your new card has been requested. The request number is {n}.",
+                          "Your new card has been requested. The request number is {n}, and we are sending it by SMS to your registered mobile number.",
                           "The card will arrive at your registered address within 3 business days. To start using "
                           "it, follow the instructions that come with the card.",
                           "Thank you for calling. Goodbye."]),
@@ -135,10 +135,12 @@ def converse(session, lang, script):
 
 
 @pytest.mark.parametrize("lang", ["ja", "en"])
-def test_unauthenticated_caller_with_several_cards(call, lang):
+def test_unauthenticated_caller_with_several_cards(call, phone, lang):
     """Dialog 1: verified by a code, picks MasterCard 4444 of four, locks it temporarily after a second code."""
     session = call(lang, phone_number="09000001111")
     turn = converse(session, lang, DIALOG_1[lang])
+    shared = [m for m in phone.messages("+819000001111") if m["kind"] == "lock_ticket"]
+    assert len(shared) == 1 and str(int(turn.params["ticket_number"])) in shared[0]["body"]  # 登録携帯電話番号に共有
     assert turn.ended and turn.end_reason == "END_SESSION"
     assert turn.params.get("transfer_reason") is None
     assert turn.params["last_four_digit_of_card_number"] == "4444"
@@ -147,10 +149,12 @@ def test_unauthenticated_caller_with_several_cards(call, lang):
 
 
 @pytest.mark.parametrize("lang", ["ja", "en"])
-def test_authenticated_caller_with_one_card(call, lang):
+def test_authenticated_caller_with_one_card(call, phone, lang):
     """Dialog 2: authenticated upstream, the only card is locked permanently and a new one ordered."""
     session = call(lang, settings={"trust_upstream_auth_level": True}, phone_number="09000002222", auth_level=1)
     turn = converse(session, lang, DIALOG_2[lang])
+    kinds = [m["kind"] for m in phone.messages("+819000002222")]
+    assert kinds.count("lock_ticket") == 1 and kinds.count("reissue_ticket") == 1
     assert turn.ended and turn.params.get("transfer_reason") is None
     assert turn.params["lock_type"] == "blocked" and turn.params["card_status"] == "blocked"
     assert turn.params["delivery_business_days"] == 3
