@@ -42,7 +42,8 @@ def verify_user(params: VerifyUserParams, call: Call) -> VerifyUserResult:
     ani = _caller_id_e164(call)
     phone = params.phone_number or ani
     if phone is None:
-        raise InvalidParameter("phone_number is required (or a caller ID)")
+        # A withheld caller ID and no number given yet is normal: the flow asks the caller for the number.
+        return VerifyUserResult(user_found=False)
     customer = call.uow.repo.customer_by_phone(phone)
     if customer is None:
         return VerifyUserResult(user_found=False)

@@ -98,10 +98,10 @@ def test_an_unknown_number_is_simply_not_found(caller, store):
     assert snapshot(store) == before
 
 
-def test_verify_user_needs_a_number_from_somewhere(caller):
-    """No phone number and no caller ID is an invalid request, not a lookup."""
-    result = caller(phone_number=None).call("verify_user")
-    assert result == {"transfer_reason": "webhook_error", "webhook_error_code": "INVALID_PARAMETER"}
+def test_a_withheld_caller_id_is_not_an_error(caller):
+    """No phone number and no caller ID (非通知): user_found=false, so the flow asks for the number."""
+    assert caller(phone_number=None).call("verify_user") == {"user_found": False}
+    assert caller(phone_number=None, caller_id="anonymous").call("verify_user") == {"user_found": False}
 
 
 def test_the_code_is_stored_only_as_a_keyed_hash(caller, store, phone):
