@@ -55,10 +55,11 @@ def create_app(settings: Settings | None = None, **overrides: object) -> Flask:
             return json_response(503, {"status": "unavailable", "store": str(exc)})
         return json_response(200, {"status": "ok"})
 
+    from backoffice import cli as backoffice_cli
     from cardstore import cli as store_cli
 
     store_cli.init_app(app)
-    __import__("backoffice.cli").cli.init_app(app)  # customers, handoffs, outbox, audit (backoffice/cli.py)
+    backoffice_cli.init_app(app)  # customers, handoffs, outbox, audit
     return app
 
 
