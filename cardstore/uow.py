@@ -6,6 +6,7 @@ rolled back when the block ends. Connection failures and timeouts surface as `St
 """
 from __future__ import annotations
 
+import functools
 import threading
 from typing import Any
 
@@ -46,7 +47,37 @@ def build_engine(url: str, *, pool_size: int = 5) -> Engine:
     engine = create_engine(url, **kwargs)
     if url.startswith("sqlite"):
         event.listen(engine, "connect", _sqlite_pragmas)
+    elif url.startswith("postgresql+psycopg"):
+        event.listen(engine, "do_connect", _connect_with_deadline)
     return engine
+
+
+# A frozen server (or a silently dropped network path) never answers, so its statement_timeout never fires:
+# every round trip also has a client-side deadline. Past it the connection is closed (the server rolls back the
+# open transaction) and the call fails as StoreUnavailable. New connections keep libpq's own floor of 2 s.
+ROUND_TRIP_DEADLINE_S = 1.0
+
+
+def _connect_with_deadline(dialect, conn_rec, cargs, cparams):
+    return _deadline_connection_class().connect(*cargs, **cparams)
+
+
+@functools.cache
+def _deadline_connection_class():
+    import psycopg
+
+    class DeadlineConnection(psycopg.Connection):
+        def wait(self, gen, interval=0.1, timeout=None):
+            try:
+                return super().wait(gen, interval=interval,
+                                    timeout=ROUND_TRIP_DEADLINE_S if timeout is None else timeout)
+            except psycopg.OperationalError as exc:
+                if type(exc).__name__ != "_WaitTimeout":
+                    raise
+                self.pgconn.finish()  # mid-protocol: the connection cannot be used again
+                raise psycopg.OperationalError("the store did not answer within the deadline") from None
+
+    return DeadlineConnection
 
 
 def _sqlite_pragmas(dbapi_conn, _record) -> None:
