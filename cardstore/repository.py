@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import datetime as dt
 import secrets
-from typing import Any, TypeVar
+from typing import Any, Sequence, TypeVar
 
-from sqlalchemy import func, select
+from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
 
 from cardstore.models import (
@@ -35,6 +35,11 @@ class Repository:
 
     def flush(self) -> None:
         self.session.flush()
+
+    def insert_rows(self, model: type[Base], rows: Sequence[dict[str, Any]]) -> None:
+        """Bulk loading (generated data, imports): many rows of `model` in one executemany, no objects built."""
+        if rows:
+            self.session.execute(insert(model), list(rows))
 
     # customers and cards
     def customer_by_phone(self, phone_e164: str, *, include_deleted: bool = False) -> Customer | None:

@@ -1,0 +1,542 @@
+"""`python -m bench`: the webhook against a bare Flask baseline, store growth to 1M customers, import time.
+
+One run, one machine (see bench/README section in the project README):
+
+1. SQLite: a generated store (10k verified readers + a pool of customers spent one per write request); the
+   service (`gunicorn main:app`) and the baseline (`bench.baseline`), each `gunicorn -w 1 -k sync`, driven by
+   wrk over loopback with CX bodies (bench/bodies.py, bench/wrk/cx.lua), per tag, at concurrency 1 and 8;
+   baseline and service runs alternate so both see the same machine.
+2. The same on SQLite in tmpfs (/dev/shm): no fsync, which shows what of a write is the disk's.
+3. get_card_details at 10k and at 1M customers (1–4 cards each): the p50 ratio.
+4. The same tags on PostgreSQL (database `lockcard_bench`, created if missing; never `test`), pool size 1.
+5. `python -c "import main"` against `python -c "import flask"` (hyperfine, median), and cold start: process
+   start to the first answer, under gunicorn.
+
+Every run is checked: the service's own log lines must all be `outcome: ok`, and for the writes the store must
+hold one ticket (or one failed-attempt audit row) per answered request. Figures go to stdout,
+`bench/results.md` and `bench/results.json`. Needs wrk (and hyperfine, optional); run as root it installs
+them with apt-get when missing.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from bench import seed
+from bench.bodies import PREFIX, TAGS, body, template
+from bench.servers import AUTH_HEADER, AUTH_TOKEN, ROOT, Server, post
+
+HERE = Path(__file__).resolve().parent
+LUA = HERE / "wrk" / "cx.lua"
+WRITES = ("verify_otp", "lock")
+PG_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/lockcard_bench"
+MAX_RATE = 3000  # req/s no server here reaches: sizes the pool of write customers prepared per run
+TARGETS = {"read_ratio": 0.8, "write_ratio": 0.5, "read_p99_ms": 20.0, "write_p99_ms": 40.0, "growth": 1.2,
+           "import": 1.5}
+
+
+# --- tools ------------------------------------------------------------------------------------------------
+
+def ensure_tools() -> dict[str, str]:
+    """wrk is required, hyperfine optional; as root with apt-get, install what is missing."""
+    missing = [t for t in ("wrk", "hyperfine") if shutil.which(t) is None]
+    if missing and os.geteuid() == 0 and shutil.which("apt-get"):
+        print(f"installing {' '.join(missing)} from Debian's packages …", flush=True)
+        subprocess.run(["apt-get", "update", "-qq"], check=False, stdout=subprocess.DEVNULL)
+        subprocess.run(["apt-get", "install", "-y", "-qq", *missing], check=False, stdout=subprocess.DEVNULL)
+    if shutil.which("wrk") is None:
+        raise SystemExit("bench needs wrk (Debian: apt-get install wrk)")
+    versions = {"wrk": subprocess.run(["wrk", "-v"], capture_output=True, text=True).stdout.split("\n")[0]}
+    if shutil.which("hyperfine"):
+        versions["hyperfine"] = subprocess.run(["hyperfine", "--version"], capture_output=True, text=True).stdout.strip()
+    return versions
+
+
+# --- one wrk run ------------------------------------------------------------------------------------------
+
+@dataclass
+class Run:
+    store: str
+    target: str  # service | baseline
+    tag: str
+    concurrency: int
+    requests: int
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    socket_errors: int
+    calls: dict[str, int] = field(default_factory=dict)  # service log lines by outcome
+    written: dict[str, int] = field(default_factory=dict)  # rows the store gained
+    check: str = ""  # "ok" or what was wrong
+
+
+def wrk(server: Server, short: str, concurrency: int, duration: float, *, mode: str, start: int = 0,
+        count: int = 1, stride: int = 1, prefix: str | None = None, template_file: Path) -> dict:
+    # One wrk thread: the machine has two cores, one for the server's worker and one for the load.
+    env = {**os.environ, "BENCH_TAG": TAGS[short], "BENCH_MODE": mode, "BENCH_START": str(start),
+           "BENCH_COUNT": str(count), "BENCH_STRIDE": str(stride), "BENCH_PREFIX": prefix or PREFIX[short],
+           "BENCH_TEMPLATE": str(template_file), "BENCH_THREADS": "1", "BENCH_SEED": str(concurrency),
+           "BENCH_AUTH_HEADER": AUTH_HEADER, "BENCH_AUTH_TOKEN": AUTH_TOKEN}
+    out = subprocess.run(["wrk", "-t1", f"-c{concurrency}", f"-d{duration}s", "--timeout", "5s", "-s", str(LUA),
+                          server.url], env=env, capture_output=True, text=True, check=True).stdout
+    return json.loads([line for line in out.splitlines() if line.startswith("{")][-1])
+
+
+def to_run(store: str, target: str, short: str, concurrency: int, raw: dict) -> Run:
+    seconds = raw["duration_us"] / 1e6
+    errors = raw["connect_errors"] + raw["read_errors"] + raw["write_errors"] + raw["timeouts"] + raw["status_errors"]
+    return Run(store, target, short, concurrency, raw["requests"], raw["requests"] / seconds,
+               raw["p50_us"] / 1000, raw["p99_us"] / 1000, errors)
+
+
+# --- the store's own account of what was written ----------------------------------------------------------
+
+def written(url: str) -> dict[str, int]:
+    from sqlalchemy import func, select
+
+    from cardstore.models import AuditEvent, LockTicket, OutboxMessage
+    from cardstore.uow import Store
+
+    store = Store(url)
+    try:
+        with store.unit_of_work() as uow:
+            s = uow.session
+            audit = dict(s.execute(select(AuditEvent.action, func.count()).group_by(AuditEvent.action)).all())
+            return {
+                "lock_tickets": s.scalar(select(func.count()).select_from(LockTicket)),
+                "audit_card_locked": audit.get("card.locked", 0),
+                "audit_otp_failed": audit.get("otp.failed", 0),
+                "outbox_sent": s.scalar(select(func.count()).where(OutboxMessage.status == "sent")),
+            }
+    finally:
+        store.dispose()
+
+
+def check_run(run: Run, before: dict[str, int], after: dict[str, int]) -> None:
+    run.written = {k: after[k] - before[k] for k in after if after[k] != before[k]}
+    ok = run.calls.get("ok", 0)
+    problems = [f"{n} × {k}" for k, n in run.calls.items() if k != "ok"]
+    if run.socket_errors:
+        problems.append(f"{run.socket_errors} socket errors")
+    if ok < run.requests:
+        problems.append(f"{ok} logged calls for {run.requests} answers")
+    if run.tag == "lock":
+        for key in ("lock_tickets", "audit_card_locked", "outbox_sent"):
+            if run.written.get(key, 0) != ok:
+                problems.append(f"{run.written.get(key, 0)} {key} for {ok} locks")
+    if run.tag == "verify_otp" and run.written.get("audit_otp_failed", 0) != ok:
+        problems.append(f"{run.written.get('audit_otp_failed', 0)} otp.failed rows for {ok} wrong codes")
+    run.check = "; ".join(problems) or "ok"
+
+
+# --- phases -----------------------------------------------------------------------------------------------
+
+class Bench:
+    def __init__(self, args: argparse.Namespace, work: Path) -> None:
+        self.args = args
+        self.work = work
+        self.runs: list[Run] = []
+        self.notes: list[str] = []
+        self.cold: dict[str, float] = {}
+        self.templates = {}
+        for short in TAGS:
+            path = work / f"{short}.json"
+            path.write_text(template(short), encoding="utf-8")
+            self.templates[short] = path
+        self.responses = work / "baseline-responses.json"
+
+    def service_env(self, url: str, **extra: str) -> dict[str, str]:
+        return {"DATABASE_URL": url, "NOTIFY_BACKEND": "file", "NOTIFY_FILE": str(self.work / "notifications.jsonl"),
+                "OTP_HASH_KEY": seed.BENCH_OTP_KEY, "APP_ENV": "development", "WEBHOOK_AUTH": "header",
+                "WEBHOOK_HEADER_NAME": AUTH_HEADER, "WEBHOOK_HEADER_VALUE": AUTH_TOKEN, **extra}
+
+    def pool_size(self) -> int:
+        per_run = int(MAX_RATE * (self.args.duration + 2))
+        return 2 * len(self.args.concurrency) * per_run + 100
+
+    def tag_phase(self, label: str, url: str, tags: list[str], *, env: dict[str, str] | None = None) -> None:
+        """Build the store at `url`, start service and baseline, run every tag at every concurrency."""
+        print(f"\n== {label}: {url}", flush=True)
+        _remove_sqlite(url)
+        layout = seed.timed(f"store: {self.args.readers} readers + {self.pool_size()} write customers",
+                            seed.build, url, readers=self.args.readers, pool=self.pool_size())
+        from cardstore.uow import Store
+
+        store = Store(url)
+        cursor = {"next": layout.pool_start}
+        prepared = {"lock": layout.pool_start, "otp": layout.pool_start}
+
+        def prepare(short: str, n: int) -> int:
+            start = cursor["next"]
+            stop = start + n
+            if stop > layout.pool_start + layout.pool_size:
+                raise SystemExit("the pool of write customers ran out: raise MAX_RATE in bench/__main__.py")
+            prefix = PREFIX[short]
+            lo = max(start, prepared[prefix])
+            if lo < stop:
+                if short == "lock":
+                    seed.verify_sessions(store, "lock", range(lo, stop))
+                else:
+                    seed.open_challenges(store, "otp", range(lo, stop))
+                prepared[prefix] = stop
+            return start
+
+        service = Server(f"service ({label})", "main:app", self.service_env(url, **(env or {})),
+                         self.work / f"service-{label}.log")
+        baseline = Server("baseline", "bench.baseline:create_app()", {"BENCH_BASELINE_RESPONSES": str(self.responses)},
+                          self.work / f"baseline-{label}.log")
+        try:
+            service.start()
+            cold, status, _ = service.first_answer(body("get_card_details", 0))
+            self.cold[f"service on {label}"] = cold
+            answers = {}
+            for short in tags:  # one real call per tag: its answer is what the baseline will send back
+                i = prepare(short, 1) if short in WRITES else 0
+                if short in WRITES:
+                    cursor["next"] += 1
+                status, out = post(service.url, body(short, i))
+                answer = json.loads(out)
+                params = answer.get("sessionInfo", {}).get("parameters", {})
+                if status != 200 or "webhook_error_code" in params:
+                    raise SystemExit(f"{label}: {short} answered {status} {out[:300]!r}")
+                answers[TAGS[short]] = answer
+            if not self.responses.exists():
+                self.responses.write_text(json.dumps(answers, ensure_ascii=False), encoding="utf-8")
+            baseline.start()
+            cold, status, _ = baseline.first_answer(body("get_card_details", 0))
+            self.cold.setdefault("baseline", cold)
+            for warm in (baseline, service):
+                wrk(warm, "get_card_details", 8, 2, mode="random", count=layout.readers,
+                    template_file=self.templates["get_card_details"])
+            for short in tags:
+                for c in self.args.concurrency:
+                    per_run = int(MAX_RATE * (self.args.duration + 2))
+                    for target in (baseline, service):
+                        kind = "baseline" if target is baseline else "service"
+                        if short in WRITES:
+                            start = prepare(short, per_run)
+                            raw_kwargs = {"mode": "next", "start": start}
+                        else:
+                            raw_kwargs = {"mode": "random", "count": layout.readers}
+                        before = written(url) if kind == "service" else {}
+                        target.mark_log()
+                        raw = wrk(target, short, c, self.args.duration, template_file=self.templates[short],
+                                  **raw_kwargs)
+                        run = to_run(label, kind, short, c, raw)
+                        if short in WRITES:
+                            # Every request took the next customer; the in-flight ones at the end too.
+                            cursor["next"] += run.requests + c + 10
+                        if kind == "service":
+                            time.sleep(0.2)  # the last log lines
+                            run.calls = service.calls_since_mark()
+                            check_run(run, before, written(url))
+                        else:
+                            run.check = "ok" if not run.socket_errors else f"{run.socket_errors} socket errors"
+                        self.runs.append(run)
+                        print(f"  {short:18s} c={c} {kind:8s} {run.rps:8.0f} req/s  p50 {run.p50_ms:6.2f} ms"
+                              f"  p99 {run.p99_ms:6.2f} ms  {run.check}", flush=True)
+        finally:
+            baseline.stop()
+            service.stop()
+            store.dispose()
+
+    def growth_phase(self, url: str) -> None:
+        """get_card_details at `readers` customers, then at `large` customers (read sessions spread over all)."""
+        large, small = self.args.large, self.args.readers
+        print(f"\n== growth: {small} → {large} customers", flush=True)
+        _remove_sqlite(url)
+        seed.timed(f"store: {small} customers", seed.build, url, readers=small, pool=0)
+        from cardstore.uow import Store
+
+        for size, prefix, stride in ((small, "read", 1), (large, "readL", large // small)):
+            if size == large:
+                store = Store(url)
+                seed.timed(f"store: +{large - small} customers", seed.add_customers, store, small, large)
+                seed.verify_sessions(store, prefix, range(0, large, stride))
+                store.dispose()
+            label = f"sqlite-{_count(size)}"
+            service = Server(f"service ({label})", "main:app", self.service_env(url), self.work / f"service-{label}.log")
+            try:
+                service.start()
+                service.first_answer(body("get_card_details", 0))
+                wrk(service, "get_card_details", 8, 2, mode="random", count=small, stride=stride, prefix=prefix,
+                    template_file=self.templates["get_card_details"])
+                for c in self.args.concurrency:
+                    service.mark_log()
+                    raw = wrk(service, "get_card_details", c, self.args.duration, mode="random", count=small,
+                              stride=stride, prefix=prefix, template_file=self.templates["get_card_details"])
+                    run = to_run(label, "service", "get_card_details", c, raw)
+                    time.sleep(0.2)
+                    run.calls = service.calls_since_mark()
+                    check_run(run, {}, {})
+                    self.runs.append(run)
+                    print(f"  {label:12s} c={c} {run.rps:8.0f} req/s  p50 {run.p50_ms:6.2f} ms  p99 {run.p99_ms:6.2f} ms"
+                          f"  {run.check}", flush=True)
+            finally:
+                service.stop()
+
+    def import_times(self) -> dict[str, float]:
+        """Median wall time of `python -c …` (hyperfine when present), in ms."""
+        py = sys.executable
+        env = {**os.environ, "DATABASE_URL": f"sqlite:///{self.work / 'import.sqlite3'}"}
+        commands = {"import flask": "import flask", "import main": "import main",
+                    "import main; main.app.get()": "import main; main.app.get()"}
+        out: dict[str, float] = {}
+        if shutil.which("hyperfine"):
+            export = self.work / "hyperfine.json"
+            subprocess.run(["hyperfine", "-N", "--warmup", "3", "--runs", str(self.args.import_runs), "--export-json",
+                            str(export), *[f"{py} -c '{c}'" for c in commands.values()]],
+                           cwd=ROOT, env=env, check=True, capture_output=True)
+            for name, result in zip(commands, json.loads(export.read_text())["results"]):
+                out[name] = result["median"] * 1000
+        else:
+            for name, code in commands.items():
+                samples = []
+                for _ in range(self.args.import_runs):
+                    started = time.perf_counter()
+                    subprocess.run([py, "-c", code], cwd=ROOT, env=env, check=True, capture_output=True)
+                    samples.append((time.perf_counter() - started) * 1000)
+                out[name] = statistics.median(samples)
+        return out
+
+
+def _remove_sqlite(url: str) -> None:
+    if url.startswith("sqlite:///"):
+        for suffix in ("", "-wal", "-shm"):
+            Path(url.removeprefix("sqlite:///") + suffix).unlink(missing_ok=True)
+
+
+def _count(n: int) -> str:
+    return f"{n // 1_000_000}M" if n >= 1_000_000 and n % 1_000_000 == 0 else f"{n // 1000}k"
+
+
+# --- PostgreSQL -------------------------------------------------------------------------------------------
+
+def fresh_postgres(url: str) -> str | None:
+    """Create the bench database if needed and empty its schema; None (with a reason printed) if unreachable."""
+    from sqlalchemy import create_engine, make_url, text
+
+    name = make_url(url).database
+    try:
+        admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            if not conn.scalar(text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name}):
+                conn.execute(text(f'CREATE DATABASE "{name}"'))
+            version = conn.scalar(text("SHOW server_version"))
+        admin.dispose()
+        engine = create_engine(url)
+        with engine.begin() as conn:
+            conn.execute(text("DROP SCHEMA IF EXISTS public CASCADE"))
+            conn.execute(text("CREATE SCHEMA public"))
+        engine.dispose()
+        return version
+    except Exception as exc:  # noqa: BLE001 - report and carry on with SQLite
+        print(f"PostgreSQL unavailable ({type(exc).__name__}: {exc}); skipping it", flush=True)
+        return None
+
+
+# --- machine and report -----------------------------------------------------------------------------------
+
+def fsync_ms(directory: Path) -> float:
+    path = directory / "fsync-probe.bin"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT)
+    try:
+        samples = []
+        for _ in range(30):
+            os.write(fd, b"x" * 4096)
+            started = time.perf_counter()
+            os.fsync(fd)
+            samples.append((time.perf_counter() - started) * 1000)
+        return statistics.median(samples)
+    finally:
+        os.close(fd)
+        path.unlink()
+
+
+def machine(work: Path, tools: dict[str, str], pg_version: str | None) -> dict[str, object]:
+    from importlib.metadata import version
+
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor())
+    mem_kb = next(int(line.split()[1]) for line in Path("/proc/meminfo").read_text().splitlines()
+                  if line.startswith("MemTotal"))
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, capture_output=True,
+                           text=True).stdout.strip()
+    return {
+        "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "cpu": f"{cpu}, {os.cpu_count()} cores", "memory": f"{mem_kb / 1024 / 1024:.0f} GiB",
+        "os": f"{platform.system()} {platform.release()}", "python": platform.python_version(),
+        "packages": ", ".join(f"{p} {version(p)}" for p in ("Flask", "gunicorn", "SQLAlchemy", "pydantic", "psycopg")),
+        "postgresql": pg_version or "not run", "tools": ", ".join(tools.values()),
+        "fsync": f"{fsync_ms(work):.2f} ms median (4 KiB write + fsync, {work})",
+        "git": commit + (" (with uncommitted changes)" if dirty else ""),
+    }
+
+
+def pair(runs: list[Run], store: str, tag: str, c: int) -> tuple[Run | None, Run | None]:
+    found = {r.target: r for r in runs if r.store == store and r.tag == tag and r.concurrency == c}
+    return found.get("service"), found.get("baseline")
+
+
+def report(bench: Bench, info: dict[str, object], imports: dict[str, float], command: str) -> str:
+    args = bench.args
+    lines = [
+        "# Benchmark results", "",
+        f"Command: `{command}` — {info['date']}, commit {info['git']}.", "",
+        "## Machine", "",
+        *[f"- {k}: {v}" for k, v in info.items() if k not in ("date", "git")],
+        f"- load average when the run ended: {' '.join(f'{x:.2f}' for x in os.getloadavg())} "
+        "(other work on the machine shares its two cores; the baseline runs alternate with the service's "
+        "so a ratio compares like with like)", "",
+        "## Throughput and latency per tag", "",
+        f"wrk, 1 thread, {args.duration:g} s per run, over loopback; each server is gunicorn with 1 sync worker. "
+        "Ratio = service req/s ÷ baseline req/s in the same phase. "
+        "A check of `ok` means every call the service logged was `ok` and, for the writes, the store gained one "
+        "lock ticket + audit row + delivered notice (lock) or one `otp.failed` audit row (verify_otp) per answer.", "",
+        "| store | tag | c | service req/s | p50 ms | p99 ms | baseline req/s | baseline p50 ms | ratio | check |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    stores = [s for s in dict.fromkeys(r.store for r in bench.runs) if not s.startswith("sqlite-") or s == "sqlite-tmpfs"]
+    for store in stores:
+        for short in TAGS:
+            for c in args.concurrency:
+                svc, base = pair(bench.runs, store, short, c)
+                if svc is None:
+                    continue
+                ratio = f"{svc.rps / base.rps:.2f}" if base else "–"
+                lines.append(f"| {store} | {short} | {c} | {svc.rps:.0f} | {svc.p50_ms:.2f} | {svc.p99_ms:.2f} | "
+                             f"{base.rps:.0f} | {base.p50_ms:.2f} | {ratio} | {svc.check} |" if base else
+                             f"| {store} | {short} | {c} | {svc.rps:.0f} | {svc.p50_ms:.2f} | {svc.p99_ms:.2f} | – | – | – | {svc.check} |")
+    growth = [r for r in bench.runs if r.store.startswith("sqlite-") and r.store != "sqlite-tmpfs"]
+    if growth:
+        lines += ["", "## Store growth: get_card_details", "",
+                  "| customers | c | req/s | p50 ms | p99 ms | check |", "|---|---:|---:|---:|---:|---|"]
+        for r in growth:
+            lines.append(f"| {r.store.removeprefix('sqlite-')} | {r.concurrency} | {r.rps:.0f} | {r.p50_ms:.2f} | "
+                         f"{r.p99_ms:.2f} | {r.check} |")
+        sizes = list(dict.fromkeys(r.store for r in growth))
+        if len(sizes) == 2:
+            for c in args.concurrency:
+                a = next(r for r in growth if r.store == sizes[0] and r.concurrency == c)
+                b = next(r for r in growth if r.store == sizes[1] and r.concurrency == c)
+                lines.append(f"\np50 {sizes[1]} ÷ {sizes[0]} at c={c}: **{b.p50_ms / a.p50_ms:.2f}**")
+    lines += ["", "## Import and cold start", "", "| what | median ms |", "|---|---:|"]
+    lines += [f"| `python -c \"{k}\"` | {v:.0f} |" for k, v in imports.items()]
+    if "import main" in imports and "import flask" in imports:
+        lines.append(f"\n`import main` ÷ `import flask`: **{imports['import main'] / imports['import flask']:.2f}**")
+    lines += ["", "Cold start, gunicorn process start to the first answered request (the first request builds the "
+              "app):", ""]
+    lines += [f"- {k}: {v * 1000:.0f} ms" for k, v in bench.cold.items()]
+    lines += ["", "## Targets", "", *targets(bench, imports)]
+    if bench.notes:
+        lines += ["", "## Notes", "", *[f"- {n}" for n in bench.notes]]
+    return "\n".join(lines) + "\n"
+
+
+def targets(bench: Bench, imports: dict[str, float]) -> list[str]:
+    out = []
+
+    def verdict(ok: bool) -> str:
+        return "met" if ok else "**not met**"
+
+    for store in [s for s in dict.fromkeys(r.store for r in bench.runs) if s in ("sqlite", "postgresql")]:
+        for short, goal in (("get_card_details", "read_ratio"), ("validate_card", "read_ratio"), ("lock", "write_ratio")):
+            for c in bench.args.concurrency:
+                svc, base = pair(bench.runs, store, short, c)
+                if svc and base:
+                    r = svc.rps / base.rps
+                    out.append(f"- {store} {short} c={c}: {r:.2f}× baseline (target ≥ {TARGETS[goal]}×): "
+                               f"{verdict(r >= TARGETS[goal])}")
+        for short in TAGS:
+            svc, _ = pair(bench.runs, store, short, 8)
+            if svc:
+                limit = TARGETS["write_p99_ms" if short in WRITES else "read_p99_ms"]
+                out.append(f"- {store} {short} p99 at c=8: {svc.p99_ms:.1f} ms (target ≤ {limit:g} ms): "
+                           f"{verdict(svc.p99_ms <= limit)}")
+    growth = [r for r in bench.runs if r.store.startswith("sqlite-") and r.store != "sqlite-tmpfs"]
+    sizes = list(dict.fromkeys(r.store for r in growth))
+    if len(sizes) == 2:
+        for c in bench.args.concurrency:
+            a = next(r for r in growth if r.store == sizes[0] and r.concurrency == c)
+            b = next(r for r in growth if r.store == sizes[1] and r.concurrency == c)
+            out.append(f"- p50 {sizes[1]} ÷ {sizes[0]} at c={c}: {b.p50_ms / a.p50_ms:.2f} (target ≤ 1.2): "
+                       f"{verdict(b.p50_ms / a.p50_ms <= TARGETS['growth'])}")
+    if "import main" in imports:
+        r = imports["import main"] / imports["import flask"]
+        out.append(f"- import main ÷ import flask: {r:.2f} (target ≤ 1.5): {verdict(r <= TARGETS['import'])}")
+    return out
+
+
+# --- main -------------------------------------------------------------------------------------------------
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--duration", type=int, default=10, help="seconds per wrk run (default 10)")
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8])
+    parser.add_argument("--readers", type=int, default=10_000, help="customers with a verified read session")
+    parser.add_argument("--large", type=int, default=1_000_000, help="customers in the growth run (default 1M)")
+    parser.add_argument("--tags", nargs="+", default=list(TAGS), choices=list(TAGS))
+    parser.add_argument("--import-runs", type=int, default=15)
+    parser.add_argument("--skip", nargs="*", default=[], choices=["sqlite", "tmpfs", "growth", "postgresql", "import"])
+    parser.add_argument("--postgres-url", default=PG_URL, help="a database of the bench's own (never `test`)")
+    parser.add_argument("--out", type=Path, default=HERE / "results.md", help="markdown report (JSON beside it)")
+    parser.add_argument("--workdir", type=Path, default=None, help="keep stores and logs here (default: a temp dir)")
+    args = parser.parse_args(argv)
+    command = "python -m bench" + ("" if argv is None and len(sys.argv) == 1 else " " + " ".join(argv or sys.argv[1:]))
+
+    tools = ensure_tools()
+    work = args.workdir or Path(tempfile.mkdtemp(prefix="lockcard-bench-"))
+    work.mkdir(parents=True, exist_ok=True)
+    print(f"work dir: {work}", flush=True)
+    bench = Bench(args, work)
+    imports: dict[str, float] = {}
+    pg_version = None
+    if "import" not in args.skip:
+        imports = bench.import_times()
+        print("imports (median ms): " + ", ".join(f"{k} {v:.0f}" for k, v in imports.items()), flush=True)
+    if "sqlite" not in args.skip:
+        bench.tag_phase("sqlite", f"sqlite:///{work / 'tags.sqlite3'}", args.tags)
+    if "tmpfs" not in args.skip and Path("/dev/shm").is_dir():
+        shm = Path(tempfile.mkdtemp(prefix="lockcard-bench-", dir="/dev/shm"))
+        try:
+            writes = [t for t in args.tags if t in WRITES]
+            if writes:
+                bench.tag_phase("sqlite-tmpfs", f"sqlite:///{shm / 'tags.sqlite3'}", writes)
+                bench.notes.append("sqlite-tmpfs: the same store in /dev/shm, where fsync costs nothing — what is "
+                                   "left of a write is CPU; the gap to the disk rows is the durable commits.")
+        finally:
+            shutil.rmtree(shm, ignore_errors=True)
+    if "growth" not in args.skip:
+        bench.growth_phase(f"sqlite:///{work / 'growth.sqlite3'}")
+    if "postgresql" not in args.skip:
+        pg_version = fresh_postgres(args.postgres_url)
+        if pg_version:
+            bench.tag_phase("postgresql", args.postgres_url, args.tags, env={"DB_POOL_SIZE": "1"})
+            bench.notes.append("postgresql: DB_POOL_SIZE=1 — a sync worker serves one request at a time and a "
+                               "request holds one connection at a time, so one connection per worker is enough.")
+    info = machine(work, tools, pg_version)
+    text = report(bench, info, imports, command)
+    args.out.write_text(text, encoding="utf-8")
+    args.out.with_suffix(".json").write_text(json.dumps(
+        {"machine": info, "command": command, "imports_ms": imports, "cold_start_s": bench.cold,
+         "runs": [asdict(r) for r in bench.runs]}, ensure_ascii=False, indent=1), encoding="utf-8")
+    print("\n" + text)
+    print(f"written: {args.out} and {args.out.with_suffix('.json')}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

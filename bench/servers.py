@@ -1,0 +1,105 @@
+"""The two servers under test, each `gunicorn -w 1 -k sync` on a free loopback port, and what they logged."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+GUNICORN = [sys.executable, "-m", "gunicorn", "--workers", "1", "--worker-class", "sync", "--backlog", "2048",
+            "--timeout", "30", "--graceful-timeout", "5", "--log-level", "warning"]
+AUTH_HEADER = "X-Webhook-Token"
+AUTH_TOKEN = "bench-caller-token-0123456789abcdef"  # WEBHOOK_AUTH=header: the caller check stays on
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def post(url: str, body: bytes, timeout: float = 10.0) -> tuple[int, bytes]:
+    request = urllib.request.Request(url, data=body, method="POST", headers={
+        "Content-Type": "application/json", AUTH_HEADER: AUTH_TOKEN})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+@dataclass
+class Server:
+    """One gunicorn master with one sync worker; stdout (the service's JSON log lines) goes to `log`."""
+
+    name: str
+    app: str
+    env: dict[str, str]
+    log: Path
+    port: int = field(default_factory=free_port)
+    process: subprocess.Popen | None = None
+    started_at: float = 0.0
+    _log_offset: int = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/webhook"
+
+    def start(self) -> None:
+        env = {**os.environ, **self.env, "PYTHONUNBUFFERED": "0"}
+        self.started_at = time.perf_counter()
+        self.process = subprocess.Popen([*GUNICORN, "--bind", f"127.0.0.1:{self.port}", self.app], cwd=ROOT,
+                                        env=env, stdout=self.log.open("ab"), stderr=subprocess.STDOUT)
+
+    def first_answer(self, body: bytes, deadline_s: float = 60.0) -> tuple[float, int, bytes]:
+        """Poll with `body` until the server answers; seconds from start() to that first answer."""
+        end = time.perf_counter() + deadline_s
+        while True:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"{self.name} exited with {self.process.returncode}; see {self.log}")
+            try:
+                status, out = post(self.url, body, timeout=5)
+                return time.perf_counter() - self.started_at, status, out
+            except (ConnectionError, urllib.error.URLError, OSError):
+                if time.perf_counter() > end:
+                    raise RuntimeError(f"{self.name} did not answer within {deadline_s} s; see {self.log}")
+                time.sleep(0.01)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.process = None
+
+    def mark_log(self) -> None:
+        self._log_offset = self.log.stat().st_size if self.log.exists() else 0
+
+    def calls_since_mark(self) -> dict[str, int]:
+        """Webhook log lines written since mark_log(), by outcome (and by error code)."""
+        counts: dict[str, int] = {}
+        with self.log.open("rb") as fh:
+            fh.seek(self._log_offset)
+            for line in fh:
+                try:
+                    entry = json.loads(line)
+                except ValueError:
+                    continue
+                if entry.get("message") != "webhook call":
+                    continue
+                key = entry.get("outcome", "?")
+                if entry.get("error_code"):
+                    key += ":" + entry["error_code"]
+                counts[key] = counts.get(key, 0) + 1
+        return counts
