@@ -44,10 +44,10 @@ def verify_user(params: VerifyUserParams, call: Call) -> VerifyUserResult:
     if phone is None:
         # A withheld caller ID and no number given yet is normal: the flow asks the caller for the number.
         return VerifyUserResult(user_found=False)
-    customer = call.uow.repo.customer_by_phone(phone)
+    customer, verified = call.identified_customer(phone)
     if customer is None:
         return VerifyUserResult(user_found=False)
-    if call.is_verified(customer):
+    if verified:
         level = 1
     elif ani is not None and ani == customer.phone_e164:
         level = 0  # identified by the line it calls from; a code is still needed for anything that matters
@@ -90,6 +90,8 @@ def send_otp(params: SendOtpParams, call: Call) -> SendOtpResult:
     if params.otp_channel not in CHANNELS:
         raise InvalidParameter("otp_channel must be sms or email")
     customer = call.customer(params.phone_number)
+    # Row lock: parallel sends see each other's challenges, so the send limit holds across sessions.
+    call.uow.session.refresh(customer, with_for_update=True)
     if customer.otp_disabled_at is not None:
         raise OtpDisabled("OTP is disabled for this customer")
     if params.otp_channel == "email" and not customer.email:
@@ -166,6 +168,8 @@ class VerifyOtpResult(BaseModel):
 def verify_otp(params: VerifyOtpParams, call: Call) -> VerifyOtpResult:
     """Check a code against this session's open challenge. Wrong codes count, per challenge and per customer."""
     customer = call.customer(params.phone_number)
+    # Row lock: sessions guessing in parallel must each count on the failures the previous one left (no lost update).
+    call.uow.session.refresh(customer, with_for_update=True)
     if customer.otp_disabled_at is not None:
         raise OtpDisabled("OTP is disabled for this customer")
     repo = call.uow.repo

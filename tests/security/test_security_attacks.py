@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import threading
 
 import pytest
 from sqlalchemy import select, update
@@ -369,3 +370,82 @@ def test_answers_reveal_no_more_than_the_flow_needs(caller, phone):
         assert secret not in everything, secret
     for internal in ("Traceback", "File \"", "sqlalchemy", "psycopg", "IntegrityError", "SELECT "):
         assert internal not in everything, internal
+
+
+# --- brute force in parallel --------------------------------------------------------------------------------------
+
+@pytest.fixture
+def postgres_store_url(request) -> str:
+    """The PostgreSQL test store only: SQLite serialises writers, so it cannot show a lost update."""
+    from tests.conftest import reset_postgres
+
+    url = request.getfixturevalue("postgres_base_url")
+    reset_postgres(url)
+    return url
+
+
+@pytest.mark.postgres
+def test_parallel_guesses_from_many_sessions_are_all_counted(make_app, phone, postgres_store_url):
+    """Five sessions (the most codes Hanako can be sent) guess in parallel, two wrong codes each: all ten count,
+    so OTP is disabled — no guess slips past the limit through a lost update of the counter."""
+    app = make_app(database_url=postgres_store_url)
+    sessions = [Caller(app.test_client(), phone, f"parallel-{n}", HANAKO) for n in range(5)]
+    for s in sessions:
+        assert s.call("send_otp", otp_channel="sms")["otp_sent"] is True
+    wrong = wrong_code(phone)
+    barrier = threading.Barrier(len(sessions))
+    errors = []
+
+    def guess(session: Caller) -> None:
+        try:
+            barrier.wait()
+            for _ in range(2):
+                session.call("verify_otp", otp_code=wrong)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=guess, args=(s,)) for s in sessions]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not errors
+    from webhook.app import service_of
+
+    with service_of(app).store.unit_of_work() as uow:
+        hanako = uow.session.scalars(select(Customer).where(Customer.phone_e164 == "+819000001111")).one()
+        failed = uow.session.scalars(select(AuditEvent).where(AuditEvent.action == "otp.failed")).all()
+        assert len(failed) == 10
+        assert hanako.otp_failures == 10
+        assert hanako.otp_disabled_at is not None
+
+
+@pytest.mark.postgres
+def test_parallel_sends_cannot_exceed_the_send_limit(make_app, phone, postgres_store_url):
+    """Eight sessions ask for a code at the same instant: at most five codes go out (the per-customer limit), so
+    parallel sessions cannot buy extra challenges to guess with."""
+    app = make_app(database_url=postgres_store_url)
+    sessions = [Caller(app.test_client(), phone, f"flood-{n}", HANAKO) for n in range(8)]
+    barrier = threading.Barrier(len(sessions))
+    answers, errors = [], []
+
+    def send(session: Caller) -> None:
+        try:
+            barrier.wait()
+            answers.append(session.call("send_otp", otp_channel="sms"))
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=send, args=(s,)) for s in sessions]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not errors
+    assert sum(a.get("otp_sent") is True for a in answers) == 5
+    assert sum(a.get("webhook_error_code") == "OTP_RATE_LIMITED" for a in answers) == 3
+    from webhook.app import service_of
+
+    with service_of(app).store.unit_of_work() as uow:
+        assert len(uow.session.scalars(select(OtpChallenge)).all()) == 5
+    assert len([m for m in phone.messages() if m["kind"] == "otp"]) == 5
