@@ -290,6 +290,9 @@ def replay(url: str, results: list[tuple[Op, int, dict, float]], report: LoadRep
     """CX retries long after the race: the same requests get the same numbers back and write nothing new."""
     done = [(op, p) for op, status, p, _ in results if status == 200 and not p.get("webhook_error_code")]
     picked = random.Random(seed).sample(done, min(sample, len(done)))
+    from webhook import logs
+
+    logs.configure()  # first, so building the app below does not reset the level we set
     service_log = logging.getLogger("lockcard")
     level = service_log.level
     service_log.setLevel(logging.ERROR)
