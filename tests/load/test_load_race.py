@@ -16,14 +16,20 @@ from loadtest.run import check
 
 
 @pytest.fixture
-def load_database_url() -> str:
+def load_database_url():
     """A database of the load test's own, on the PostgreSQL server of TEST_DATABASE_URL (never `test` itself)."""
     url = os.environ.get("TEST_DATABASE_URL")
     if not url:
         if os.environ.get("TEST_REQUIRE_POSTGRES") == "1":
             pytest.fail("TEST_REQUIRE_POSTGRES=1 but TEST_DATABASE_URL is not set")
         pytest.skip("TEST_DATABASE_URL not set: the load race needs PostgreSQL")
-    return make_url(url).set(database="lockcard_loadtest_pytest").render_as_string(hide_password=False)
+    # One database per test process: several engineers' runs may race on the same server.
+    own = make_url(url).set(database=f"lockcard_loadtest_pytest_{os.getpid()}")
+    yield own.render_as_string(hide_password=False)
+    admin = create_engine(own.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{own.database}" WITH (FORCE)'))
+    admin.dispose()
 
 
 def assert_store_explains_itself(report) -> None:
