@@ -51,6 +51,15 @@ def unchanged(store):
     assert diff == {}, f"the store changed: {diff}"
 
 
+@contextmanager
+def recorded(store):
+    """`with recorded(store) as changes: ...`: afterwards `changes` holds store_diff of the block."""
+    before = store_snapshot(store)
+    changes: dict[str, dict[str, list]] = {}
+    yield changes
+    changes.update(store_diff(before, store_snapshot(store)))
+
+
 # --- a Google ID-token issuer of our own ---------------------------------------------------------------------------
 
 class TokenIssuer:
@@ -122,15 +131,6 @@ class _CertsHandler(BaseHTTPRequestHandler):
 
     def log_message(self, *args):  # quiet
         pass
-
-
-@contextmanager
-def recorded(store):
-    """`with recorded(store) as changes: ...`: afterwards `changes` holds store_diff of the block."""
-    before = store_snapshot(store)
-    changes: dict[str, dict[str, list]] = {}
-    yield changes
-    changes.update(store_diff(before, store_snapshot(store)))
 
 
 # --- fixtures (imported by the conftest.py of each suite that needs them) -------------------------------------
