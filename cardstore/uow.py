@@ -32,7 +32,9 @@ def _is_unavailable(exc: BaseException) -> bool:
 
 def build_engine(url: str, *, pool_size: int = 5) -> Engine:
     """An engine with timeouts suited to a webhook: fail fast rather than hold a CX turn."""
-    kwargs: dict[str, Any] = {"pool_pre_ping": True}
+    # A server may drop a pooled connection while it idles (restart, failover, idle timeout): ping at checkout.
+    # An SQLite file has nothing to drop, and there the ping would be one more statement on every call.
+    kwargs: dict[str, Any] = {"pool_pre_ping": not url.startswith("sqlite")}
     if url.startswith("sqlite"):
         kwargs["connect_args"] = {"timeout": CONNECT_TIMEOUT_S, "check_same_thread": False}
     elif url.startswith("postgresql"):

@@ -29,21 +29,31 @@ class Call:
             raise CustomerNotFound("no customer with that phone number")
         return customer
 
-    def require_verified(self, customer: Customer, *, upstream_auth_level: int | None = None) -> None:
-        """Reading cards: this session verified this customer by a code (or, if trusted, upstream did)."""
+    def verified_customer(self, phone_e164: str, *, upstream_auth_level: int | None = None) -> Customer:
+        """Reading cards: the customer, once this session verified them by a code (or, if trusted, upstream did).
+
+        CustomerNotFound first, then AuthRequired — one query for both.
+        """
         since = self.now - dt.timedelta(seconds=self.settings.verified_session_ttl_seconds)
-        if self.uow.repo.verified_since(self.session, customer.id, since) is not None:
-            return
-        if self.settings.trust_upstream_auth_level and (upstream_auth_level or 0) >= 1:
-            return
+        customer, verified = self._customer_verified_since(phone_e164, since)
+        if verified or (self.settings.trust_upstream_auth_level and (upstream_auth_level or 0) >= 1):
+            return customer
         raise AuthRequired("session has not verified this customer")
 
-    def require_step_up(self, customer: Customer) -> None:
-        """Changing a card: a code verified in this session by the card's owner within the step-up window."""
-        since = self.now - dt.timedelta(seconds=STEP_UP_WINDOW_S)
-        if self.uow.repo.verified_since(self.session, customer.id, since) is None:
+    def step_up_customer(self, phone_e164: str) -> Customer:
+        """Changing a card: the card holder, with a code verified in this session within the step-up window."""
+        customer, verified = self._customer_verified_since(phone_e164, self.now - dt.timedelta(seconds=STEP_UP_WINDOW_S))
+        if not verified:
             raise AuthRequired("no code verified in this session within the step-up window")
+        return customer
 
-    def is_verified(self, customer: Customer) -> bool:
+    def identified_customer(self, phone_e164: str) -> tuple[Customer | None, bool]:
+        """Who the number belongs to (None: nobody), and whether this session has verified them."""
         since = self.now - dt.timedelta(seconds=self.settings.verified_session_ttl_seconds)
-        return self.uow.repo.verified_since(self.session, customer.id, since) is not None
+        return self.uow.repo.customer_verified_since(phone_e164, self.session, since)
+
+    def _customer_verified_since(self, phone_e164: str, since: dt.datetime) -> tuple[Customer, bool]:
+        customer, verified = self.uow.repo.customer_verified_since(phone_e164, self.session, since)
+        if customer is None:
+            raise CustomerNotFound("no customer with that phone number")
+        return customer, verified

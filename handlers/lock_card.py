@@ -27,11 +27,7 @@ class CardParams(BaseModel):
 
 def _card_to_change(params: CardParams, call: Call, *, step_up: bool) -> tuple[Customer, Card]:
     """The customer and their card, row-locked for the change, once the session has the right to make it."""
-    customer = call.customer(params.phone_number)
-    if step_up:
-        call.require_step_up(customer)
-    else:
-        call.require_verified(customer)
+    customer = call.step_up_customer(params.phone_number) if step_up else call.verified_customer(params.phone_number)
     card = call.uow.repo.card(customer.id, params.last_four_digit_of_card_number, for_update=True)
     if card is None:
         raise CardNotFound("no such card for this customer")
@@ -51,8 +47,7 @@ class ValidateCardResult(BaseModel):
 
 def validate_card(params: ValidateCardParams, call: Call) -> ValidateCardResult:
     """Is this one of the caller's cards, and in which state? A wrong number is an answer, not an error."""
-    customer = call.customer(params.phone_number)
-    call.require_verified(customer, upstream_auth_level=params.auth_level)
+    customer = call.verified_customer(params.phone_number, upstream_auth_level=params.auth_level)
     card = call.uow.repo.card(customer.id, params.last_four_digit_of_card_number)
     if card is None:
         # Clear what a previously validated card left behind, so the flow cannot act on it.
