@@ -50,12 +50,16 @@ def _current_app():
 def _webhook_function():
     import functions_framework
 
-    from webhook.app import service_of
+    from webhook.app import Misconfigured, misconfigured_response, service_of
     from webhook.http import serve
 
     @functions_framework.http
     def webhook(request):
-        return serve(request, service_of(_current_app().get()))
+        try:
+            service = service_of(_current_app().get())
+        except Misconfigured as exc:
+            return misconfigured_response(exc)
+        return serve(request, service)
 
     webhook.__qualname__ = "webhook"
     return webhook

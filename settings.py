@@ -150,6 +150,8 @@ class Settings(BaseModel):
             problems.append("OTP_TEST_NUMBERS is set (fixed codes are for development and tests only)")
         if self.database_url is None:
             problems.append("DATABASE_URL is not set (an explicit database is required, not the instance SQLite file)")
+        elif self.database_url.startswith("sqlite"):
+            problems.append("DATABASE_URL is SQLite (a container's disk is not kept; use PostgreSQL)")
         if self.otp_hash_key == DEVELOPMENT_OTP_HASH_KEY:
             problems.append("OTP_HASH_KEY is the development key (set a random secret)")
         elif len(self.otp_hash_key) < MIN_PRODUCTION_OTP_KEY:

@@ -1,18 +1,23 @@
 """The Flask application factory, and the lazily built service both entry points share."""
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from pathlib import Path
 
 from flask import Flask
+from pydantic import ValidationError
 
 from cardstore.errors import StoreUnavailable
 from cardstore.uow import Store
-from settings import Settings
+from settings import ProductionRefused, Settings
 from webhook import logs
 from webhook.dispatch import Service
 from webhook.http import authenticator, json_response, serve
+
+
+log = logging.getLogger("lockcard.webhook")
 
 
 def build_service(settings: Settings, instance_path: str | os.PathLike[str]) -> Service:
@@ -67,19 +72,51 @@ def service_of(app: Flask) -> Service:
     return app.extensions["lockcard"]
 
 
+class Misconfigured(Exception):
+    """The settings do not let the service start. The message names settings, never their values."""
+
+
+def settings_problem(exc: Exception) -> str:
+    """What is wrong with the settings, without echoing a value (pydantic's text quotes the input)."""
+    if isinstance(exc, ValidationError):
+        parts = {".".join(map(str, e["loc"])).upper() or e["msg"] for e in exc.errors()}
+        return "invalid settings: " + ", ".join(sorted(parts))
+    return str(exc)
+
+
+def misconfigured_response(exc: Misconfigured):
+    """503 for every request while the service cannot start: CX hands over, the log says why."""
+    logs.configure()
+    log.critical("service misconfigured: %s", exc)
+    return json_response(503, {"error": {"code": "MISCONFIGURED",
+                                         "message": "the service is not configured to start; see its log"}})
+
+
 class LazyApp:
-    """A WSGI app built on its first request, so importing `main` does no work (gunicorn: `main:app`)."""
+    """A WSGI app built on its first request, so importing `main` does no work (gunicorn: `main:app`).
+
+    Settings that refuse to start (production checks, invalid values) answer 503 with a JSON error rather than a
+    500; `gunicorn.conf.py` runs the same check before gunicorn starts, so a deploy fails early.
+    """
 
     def __init__(self) -> None:
         self._app: Flask | None = None
         self._lock = threading.Lock()
 
     def get(self) -> Flask:
+        """The app, built once; Misconfigured (tried again on the next call) if the settings refuse."""
         if self._app is None:
             with self._lock:
                 if self._app is None:
-                    self._app = create_app()
+                    try:
+                        self._app = create_app()
+                    except (ProductionRefused, ValidationError) as exc:
+                        raise Misconfigured(settings_problem(exc)) from None
         return self._app
 
     def __call__(self, environ, start_response):
-        return self.get()(environ, start_response)
+        try:
+            app = self.get()
+        except Misconfigured as exc:
+            return misconfigured_response(exc)(environ, start_response)
+        return app(environ, start_response)

@@ -26,6 +26,7 @@ def test_a_production_configuration_starts(tmp_path):
     ({"webhook_auth": "none"}, "WEBHOOK_AUTH=none"),
     ({"otp_test_numbers": "09000001111=123456"}, "OTP_TEST_NUMBERS"),
     ({"database_url": None}, "DATABASE_URL"),
+    ({"database_url": "sqlite:////var/lib/lockcard.sqlite3"}, "DATABASE_URL is SQLite"),
     ({"otp_hash_key": "development-only-otp-key"}, "OTP_HASH_KEY is the development key"),
     ({"otp_hash_key": "short-key"}, "OTP_HASH_KEY is shorter"),
     ({"notify_backend": "console"}, "NOTIFY_BACKEND=console"),
@@ -79,3 +80,56 @@ def test_otp_failure_limit_never_exceeds_nist_100():
     """OTP_FAILURE_LIMIT above NIST SP 800-63B's 100 is refused in any environment."""
     with pytest.raises(ValueError, match="otp_failure_limit"):
         Settings(otp_failure_limit=101)
+
+
+REFUSED_ENV = {"APP_ENV": "production", "OTP_HASH_KEY": "s3cret-value-never-echoed-0123456789abcdef",
+               "WEBHOOK_AUTH": "none", "NOTIFY_BACKEND": "smtp"}
+
+
+def test_a_refused_configuration_answers_503_not_500(monkeypatch):
+    """Under gunicorn's lazy app, a refused production config answers every call with a JSON 503."""
+    from tests.conftest import cx_request
+    from webhook.app import LazyApp
+
+    for name in ("DATABASE_URL", "OTP_TEST_NUMBERS"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in REFUSED_ENV.items():
+        monkeypatch.setenv(name, value)
+    from werkzeug.test import Client
+
+    r = Client(LazyApp()).post("/webhook", json=cx_request("prebuilt_components_lock_card:validate_card"))
+    assert r.status_code == 503 and r.get_json()["error"]["code"] == "MISCONFIGURED"
+    assert "s3cret" not in r.get_data(as_text=True)
+
+
+def test_the_functions_framework_entry_point_answers_503_too(monkeypatch):
+    """`functions-framework --target=webhook` with a refused config: a JSON 503, never a 500."""
+    from functions_framework import create_app as ff_create_app
+
+    import main
+
+    for name in ("DATABASE_URL", "OTP_TEST_NUMBERS"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in REFUSED_ENV.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setattr(main, "app", main.LazyApp(), raising=False)
+    r = ff_create_app(target="webhook", source="main.py").test_client().post("/", json={})
+    assert r.status_code == 503 and r.get_json()["error"]["code"] == "MISCONFIGURED"
+
+
+def test_gunicorn_refuses_to_start_with_a_refused_configuration(tmp_path):
+    """`gunicorn main:app` exits before serving, naming the settings (and no secret), so the deploy fails."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "OTP_TEST_NUMBERS")}
+    env.update(REFUSED_ENV)
+    root = Path(__file__).resolve().parents[2]
+    gunicorn = Path(sys.executable).with_name("gunicorn")
+    done = subprocess.run([str(gunicorn), "--bind", "127.0.0.1:0", "main:app"], cwd=root, env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode != 0
+    assert "WEBHOOK_AUTH=none" in done.stderr and "DATABASE_URL is not set" in done.stderr
+    assert "s3cret" not in done.stderr
