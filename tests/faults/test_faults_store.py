@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import create_engine, event, text
 
 from tests.conftest import Caller
-from tests.security.support import store_snapshot
+from tests.store_state import store_snapshot
 from webhook.app import service_of
 
 HANAKO = "09000001111"

@@ -5,37 +5,37 @@ from sqlalchemy import select
 
 from cardstore.models import AuditEvent, OtpChallenge, VerifiedSession
 from tests.conftest import Caller
-from tests.integration.helpers import snapshot
+from tests.store_state import store_snapshot
 
 
 def test_a_forged_auth_level_reads_no_cards(caller, store):
     """A client that sets auth_level=1 itself gets AUTH_REQUIRED and no card data."""
-    before = snapshot(store)
+    before = store_snapshot(store)
     result = caller("09000001111").call("get_card_details", auth_level=1.0)
     assert result == {"transfer_reason": "webhook_error", "webhook_error_code": "AUTH_REQUIRED"}
-    assert snapshot(store) == before
+    assert store_snapshot(store) == before
 
 
 def test_a_forged_phone_number_cannot_lock_another_customers_card(caller, store):
     """Verified as Hanako, the session names Ichiro's number: the lock is refused and nothing changes."""
     hanako = caller("09000001111", session="shared")
     hanako.authenticate()
-    before = snapshot(store)
+    before = store_snapshot(store)
     intruder = caller("09000002222", session="shared")
     result = intruder.call("lock_card", last_four_digit_of_card_number="4444", lock_type="blocked",
                            lock_reason="stolen")
     assert result["webhook_error_code"] == "AUTH_REQUIRED"
     assert intruder.call("get_card_details")["webhook_error_code"] == "AUTH_REQUIRED"
-    assert snapshot(store) == before
+    assert store_snapshot(store) == before
 
 
 def test_a_verified_session_does_not_carry_over_to_another_session(caller, store):
     """The verification belongs to the CX session that entered the code, not to the customer."""
     caller("09000001111", session="first").authenticate()
-    before = snapshot(store)
+    before = store_snapshot(store)
     result = caller("09000001111", session="second").call("get_card_details")
     assert result["webhook_error_code"] == "AUTH_REQUIRED"
-    assert snapshot(store) == before
+    assert store_snapshot(store) == before
 
 
 def test_another_customers_card_is_not_found_for_this_customer(caller, store):
@@ -44,11 +44,11 @@ def test_another_customers_card_is_not_found_for_this_customer(caller, store):
     hanako.authenticate()
     assert hanako.call("validate_card", last_four_digit_of_card_number="1456") == {
         "card_found": False, "zip_code": None, "card_vendor": None, "card_status": None}
-    before = snapshot(store)
+    before = store_snapshot(store)
     result = hanako.call("lock_card", last_four_digit_of_card_number="1456", lock_type="inactive",
                          lock_reason="lost")
     assert result["webhook_error_code"] == "CARD_NOT_FOUND"
-    assert snapshot(store) == before
+    assert store_snapshot(store) == before
 
 
 def test_a_lock_needs_a_fresh_code(caller, store):
@@ -60,11 +60,11 @@ def test_a_lock_needs_a_fresh_code(caller, store):
             row.verified_at -= dt.timedelta(minutes=11)
         uow.commit()
     assert hanako.call("get_card_details")["card_count"] == 4
-    before = snapshot(store)
+    before = store_snapshot(store)
     result = hanako.call("lock_card", last_four_digit_of_card_number="4444", lock_type="inactive",
                          lock_reason="lost")
     assert result["webhook_error_code"] == "AUTH_REQUIRED"
-    assert snapshot(store) == before
+    assert store_snapshot(store) == before
     hanako.authenticate()
     assert hanako.call("lock_card", last_four_digit_of_card_number="4444", lock_type="inactive",
                        lock_reason="lost")["card_status"] == "inactive"
@@ -93,9 +93,9 @@ def test_caller_id_identifies_but_does_not_authenticate(caller):
 
 def test_an_unknown_number_is_simply_not_found(caller, store):
     """verify_user for a number that is no customer says user_found=false and reveals nothing else."""
-    before = snapshot(store)
+    before = store_snapshot(store)
     assert caller("09099999999").call("verify_user") == {"user_found": False}
-    assert snapshot(store) == before
+    assert store_snapshot(store) == before
 
 
 def test_a_withheld_caller_id_is_not_an_error(caller):

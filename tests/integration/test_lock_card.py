@@ -3,7 +3,7 @@ import pytest
 from sqlalchemy import func, select
 
 from cardstore.models import AuditEvent, Card, Customer, LockTicket, OutboxMessage
-from tests.integration.helpers import snapshot
+from tests.store_state import store_snapshot
 
 
 def _card_status(store, phone_e164: str, last4: str) -> str:
@@ -52,37 +52,37 @@ def test_forbidden_transitions_change_nothing(caller, store, start, lock_type):
     lock(first, lock_type=start) if start == "blocked" else lock(first, lock_type="inactive")
     later = caller("09000001111", session="later")
     later.authenticate()
-    before = snapshot(store)
+    before = store_snapshot(store)
     assert lock(later, lock_type=lock_type)["webhook_error_code"] == "INVALID_TRANSITION"
-    assert snapshot(store) == before
+    assert store_snapshot(store) == before
 
 
 @pytest.mark.parametrize("lock_type", ["active", "reactivate", "unlock"])
 def test_the_webhook_never_reactivates(hanako, store, lock_type):
     """Only inactive and blocked are lock types; 'active' (reactivation) is a human's job."""
-    before = snapshot(store)
+    before = store_snapshot(store)
     assert lock(hanako, lock_type=lock_type)["webhook_error_code"] == "INVALID_PARAMETER"
-    assert snapshot(store) == before
+    assert store_snapshot(store) == before
 
 
 def test_an_unknown_reason_is_refused(hanako, store):
     """The reason must be one of damaged, stolen, lost, others."""
-    before = snapshot(store)
+    before = store_snapshot(store)
     assert lock(hanako, reason="bored")["webhook_error_code"] == "INVALID_PARAMETER"
-    assert snapshot(store) == before
+    assert store_snapshot(store) == before
 
 
 def test_reissue_only_for_a_locked_card_and_to_the_registered_zip(hanako, store):
     """An active card is not reissued; a wrong zip code is refused; the right one gets an acknowledgement."""
-    before = snapshot(store)
+    before = store_snapshot(store)
     assert hanako.call("reissue_card", last_four_digit_of_card_number="4444",
                        zip_code="12345")["webhook_error_code"] == "INVALID_TRANSITION"
-    assert snapshot(store) == before
+    assert store_snapshot(store) == before
     lock(hanako, lock_type="blocked")
-    before = snapshot(store)
+    before = store_snapshot(store)
     assert hanako.call("reissue_card", last_four_digit_of_card_number="4444",
                        zip_code="99999")["webhook_error_code"] == "INVALID_PARAMETER"
-    assert snapshot(store) == before
+    assert store_snapshot(store) == before
     done = hanako.call("reissue_card", last_four_digit_of_card_number="4444", zip_code=12345.0)
     again = hanako.call("reissue_card", last_four_digit_of_card_number="4444", zip_code="12345")
     assert done == again and done["delivery_business_days"] == 3
@@ -94,10 +94,10 @@ def test_reactivation_handoff_only_for_a_temporarily_locked_card(caller, store):
     misaki.authenticate()
     first = misaki.call("request_reactivation", last_four_digit_of_card_number="1456")
     assert misaki.call("request_reactivation", last_four_digit_of_card_number="1456") == first
-    before = snapshot(store)
+    before = store_snapshot(store)
     assert misaki.call("request_reactivation",
                        last_four_digit_of_card_number="1457")["webhook_error_code"] == "INVALID_TRANSITION"
-    assert snapshot(store) == before
+    assert store_snapshot(store) == before
 
 
 def test_every_change_has_its_audit_row_by_the_webhook(hanako, store):
@@ -119,6 +119,6 @@ def test_a_failure_inside_the_transaction_leaves_no_trace(hanako, store, monkeyp
         raise RuntimeError("audit table unavailable")
 
     monkeypatch.setattr(Repository, "audit", broken_audit)
-    before = snapshot(store)
+    before = store_snapshot(store)
     assert lock(hanako) == {"transfer_reason": "webhook_error", "webhook_error_code": "INTERNAL"}
-    assert snapshot(store) == before
+    assert store_snapshot(store) == before

@@ -5,7 +5,7 @@ from sqlalchemy import select, update
 
 from cardstore.models import Customer, OtpChallenge
 from tests.conftest import Caller
-from tests.integration.helpers import row_counts, snapshot
+from tests.store_state import row_counts, store_snapshot
 
 
 def test_an_expired_code_is_refused(caller, store, phone):
@@ -72,9 +72,9 @@ def test_at_most_five_sends_per_ten_minutes(caller, store):
     hanako = caller("09000001111")
     for _ in range(5):
         assert hanako.call("send_otp", otp_channel="sms")["otp_sent"] is True
-    before = snapshot(store)
+    before = store_snapshot(store)
     assert hanako.call("send_otp", otp_channel="sms")["webhook_error_code"] == "OTP_RATE_LIMITED"
-    assert snapshot(store) == before
+    assert store_snapshot(store) == before
 
 
 def test_email_codes_go_to_the_registered_address_only(caller, phone, store):

@@ -7,7 +7,7 @@ from cardstore.errors import StoreUnavailable
 from cardstore.models import AuditEvent, Card, Customer
 from cardstore.uow import Store
 from tests.conftest import Caller, cx_request
-from tests.integration.helpers import row_counts
+from tests.store_state import row_counts
 
 
 def test_uncommitted_work_is_rolled_back(store):

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.security.support import AUDIENCE, DIALOGFLOW_AGENT, unchanged
+from tests.security.support import AUDIENCE, DIALOGFLOW_AGENT
+from tests.store_state import unchanged
 from tests.security.support import _certs_server, _signing_key, google_issuer  # noqa: F401 - fixtures
 
 

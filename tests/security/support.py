@@ -1,63 +1,18 @@
-"""Security suite helpers: a whole-store snapshot to prove an attack changed nothing, and a local stand-in for
-Google's ID-token signer (our own RSA key, its certificate served over HTTP the way Google serves its certs)."""
+"""Security suite helpers: a local stand-in for Google's ID-token signer (our own RSA key, its certificate served
+over HTTP the way Google serves its certs). The store snapshot helpers are in tests/store_state.py."""
 from __future__ import annotations
 
 import datetime as dt
 import json
 import threading
 import time
-from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-from sqlalchemy import select
-
-from cardstore.models import Base
 
 AUDIENCE = "https://lockcard-webhook-abc123-an.a.run.app"
 DIALOGFLOW_AGENT = "service-123456789@gcp-sa-dialogflow.iam.gserviceaccount.com"
 KEY_ID = "test-key-1"
-
-
-# --- the store, before and after -------------------------------------------------------------------------------
-
-def store_snapshot(store) -> dict[str, list[tuple]]:
-    """Every row of every table (row counts and contents), ordered by primary key."""
-    with store.unit_of_work() as uow:
-        snap = {}
-        for table in Base.metadata.sorted_tables:
-            rows = uow.session.execute(select(table).order_by(*table.primary_key.columns)).all()
-            snap[table.name] = [tuple(r) for r in rows]
-        return snap
-
-
-def store_diff(before: dict[str, list[tuple]], after: dict[str, list[tuple]]) -> dict[str, dict[str, list]]:
-    """Per table: rows that appeared and rows that disappeared (a changed row is both)."""
-    diff = {}
-    for name in before:
-        added = [r for r in after[name] if r not in before[name]]
-        removed = [r for r in before[name] if r not in after[name]]
-        if added or removed:
-            diff[name] = {"added": added, "removed": removed, "count": (len(before[name]), len(after[name]))}
-    return diff
-
-
-@contextmanager
-def unchanged(store):
-    """Assert that the block leaves every table exactly as it found it."""
-    before = store_snapshot(store)
-    yield
-    diff = store_diff(before, store_snapshot(store))
-    assert diff == {}, f"the store changed: {diff}"
-
-
-@contextmanager
-def recorded(store):
-    """`with recorded(store) as changes: ...`: afterwards `changes` holds store_diff of the block."""
-    before = store_snapshot(store)
-    changes: dict[str, dict[str, list]] = {}
-    yield changes
-    changes.update(store_diff(before, store_snapshot(store)))
 
 
 # --- a Google ID-token issuer of our own ---------------------------------------------------------------------------

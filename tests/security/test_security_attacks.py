@@ -15,7 +15,7 @@ from sqlalchemy import select, update
 
 from cardstore.models import AuditEvent, Customer, OtpChallenge
 from tests.conftest import SESSION, Caller, cx_request
-from tests.security.support import recorded, unchanged
+from tests.store_state import recorded, unchanged
 
 HANAKO, ICHIRO, MISAKI = "09000001111", "09000002222", "09012345041"
 EVERY_STRANGER_FIELD = ("鈴木", "高橋", "misaki.takahashi@example.jp", "hanako.sato@example.jp", "+819012345041",
