@@ -134,6 +134,23 @@ class Phone:
 
 
 @pytest.fixture
+def smtp():
+    """A real SMTP server (aiosmtpd) on loopback, down until the test calls `smtp.up()`."""
+    from tests.local_servers import SmtpServer
+
+    server = SmtpServer()
+    yield server
+    server.down()
+
+
+@pytest.fixture
+def smtp_server(smtp):
+    """A real SMTP server on loopback, up: `(port, mailbox)`; `mailbox.mails` is what it received."""
+    smtp.up()
+    return smtp.port, smtp.mailbox
+
+
+@pytest.fixture
 def phone(tmp_path) -> Phone:
     return Phone(tmp_path / "notifications.jsonl")
 

@@ -3,11 +3,8 @@ through a real SMTP server (aiosmtpd on loopback) with an e-mail-to-SMS gateway.
 from __future__ import annotations
 
 import datetime as dt
-import socket
 
 import pytest
-from aiosmtpd.controller import Controller
-from aiosmtpd.handlers import Message
 from sqlalchemy import update
 
 from cardstore.models import OutboxMessage, utcnow
@@ -15,31 +12,6 @@ from tests.backoffice.conftest import Terminal
 from tests.conftest import Caller
 
 FIXED_CODE = "135790"
-
-
-class Inbox(Message):
-    def __init__(self):
-        super().__init__()
-        self.mails = []
-
-    def handle_message(self, message):
-        self.mails.append(message)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture
-def gateway():
-    """A real SMTP server standing in for the SMS gateway, and what it received."""
-    inbox = Inbox()
-    controller = Controller(inbox, hostname="127.0.0.1", port=_free_port())
-    controller.start()
-    yield controller.port, inbox
-    controller.stop()
 
 
 def _ichiro_locks_his_card_while_sms_is_down(make_app, store_url, port) -> Terminal:
@@ -59,9 +31,9 @@ def _backoff_passes(terminal) -> None:
         uow.commit()
 
 
-def test_failed_messages_are_listed_with_attempts_and_error_and_no_body(make_app, store_url, gateway):
+def test_failed_messages_are_listed_with_attempts_and_error_and_no_body(make_app, store_url, smtp_server):
     """The operator sees both SMS failed once, masked recipient, the reason, and never the code."""
-    port, _ = gateway
+    port, _ = smtp_server
     terminal = _ichiro_locks_his_card_while_sms_is_down(make_app, store_url, port)
     failed = terminal.json("outbox", "list", "--status", "failed")
     assert [m["kind"] for m in failed] == ["lock_ticket", "otp"]
@@ -72,10 +44,10 @@ def test_failed_messages_are_listed_with_attempts_and_error_and_no_body(make_app
     assert FIXED_CODE not in text and "+819000002222" not in text
 
 
-def test_deliver_retries_after_the_backoff_and_never_sends_twice(make_app, store_url, gateway):
+def test_deliver_retries_after_the_backoff_and_never_sends_twice(make_app, store_url, smtp_server):
     """Once the gateway is configured and the backoff has passed, deliver sends each message once, marks it sent
     with the time, and audits each send; a second run finds nothing due."""
-    port, inbox = gateway
+    port, inbox = smtp_server
     _ichiro_locks_his_card_while_sms_is_down(make_app, store_url, port)
     fixed = Terminal(make_app(database_url=store_url, notify_backend="smtp", smtp_port=port,
                               smtp_sms_domain="sms.example"))
@@ -95,9 +67,9 @@ def test_deliver_retries_after_the_backoff_and_never_sends_twice(make_app, store
     assert all(e["customer"] == "*********2222" for e in audit)
 
 
-def test_deliver_without_an_operator_signs_as_the_system(make_app, store_url, gateway):
+def test_deliver_without_an_operator_signs_as_the_system(make_app, store_url, smtp_server):
     """A cron run names nobody: its audit rows say system:outbox; a failure is recorded with the next attempt."""
-    port, _ = gateway
+    port, _ = smtp_server
     terminal = _ichiro_locks_his_card_while_sms_is_down(make_app, store_url, port)
     _backoff_passes(terminal)
     assert "2 due, 0 sent, 2 failed" in terminal.ok("outbox", "deliver")

@@ -1,21 +1,18 @@
 """Fault-injection fixtures: a throwaway PostgreSQL cluster of our own (never the shared one on 5432) that a test
-can stop, start, freeze (SIGSTOP) and thaw; and a real SMTP server (aiosmtpd) that can be down or refuse."""
+can stop, start, freeze (SIGSTOP) and thaw; and (from the root conftest) a real SMTP server that can be down or refuse."""
 from __future__ import annotations
 
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 from pathlib import Path
 
 import pytest
 
-from aiosmtpd.controller import Controller
-from aiosmtpd.handlers import Message
-
 from cardstore import migrate
+from tests.local_servers import free_port
 
 PG_BIN_CANDIDATES = [Path("/usr/lib/postgresql") / v / "bin" for v in ("17", "16", "15", "14")]
 
@@ -27,12 +24,6 @@ def _pg_bin(name: str) -> str | None:
     return shutil.which(name)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class PgCluster:
     """A PostgreSQL cluster in a temporary directory, on its own port, owned by the postgres user when we are root
     (PostgreSQL refuses to run as root)."""
@@ -40,7 +31,7 @@ class PgCluster:
     def __init__(self, root: Path) -> None:
         self.root = root
         self.data = root / "data"
-        self.port = _free_port()
+        self.port = free_port()
         self.log = root / "server.log"
         self._as_postgres = os.geteuid() == 0
 
@@ -131,49 +122,3 @@ def faulty_store_url(pg_cluster) -> str:
         pg_cluster.thaw()
     else:
         pg_cluster.start()
-
-
-# --- SMTP ------------------------------------------------------------------------------------------------------
-
-class Mailbox(Message):
-    """What a real SMTP server received; `refuse_with` makes it answer DATA with a temporary failure instead."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.mails: list = []
-        self.refuse_with: str | None = None
-
-    async def handle_DATA(self, server, session, envelope):  # noqa: N802 - aiosmtpd's hook name
-        if self.refuse_with:
-            return self.refuse_with
-        return await super().handle_DATA(server, session, envelope)
-
-    def handle_message(self, message) -> None:
-        self.mails.append(message)
-
-
-class SmtpServer:
-    """A loopback SMTP server on a fixed port that a test can take down and bring back."""
-
-    def __init__(self) -> None:
-        self.port = _free_port()
-        self.mailbox = Mailbox()
-        self._controller: Controller | None = None
-
-    def up(self) -> None:
-        if self._controller is None:
-            self._controller = Controller(self.mailbox, hostname="127.0.0.1", port=self.port)
-            self._controller.start()
-
-    def down(self) -> None:
-        if self._controller is not None:
-            self._controller.stop()
-            self._controller = None
-
-
-@pytest.fixture
-def smtp():
-    """A real SMTP server (aiosmtpd), down until the test brings it up."""
-    server = SmtpServer()
-    yield server
-    server.down()

@@ -1,45 +1,8 @@
 """Codes and tickets reach the customer through a real SMTP server (aiosmtpd on loopback)."""
-import socket
-
-import pytest
-from aiosmtpd.controller import Controller
-from aiosmtpd.handlers import Message
 from sqlalchemy import select
 
 from cardstore.models import OutboxMessage
 from tests.conftest import Caller
-
-
-class Inbox(Message):
-    def __init__(self):
-        super().__init__()
-        self.mails = []
-
-    def handle_message(self, message):
-        self.mails.append(message)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def smtp_controller():
-    inbox = Inbox()
-    controller = Controller(inbox, hostname="127.0.0.1", port=_free_port())
-    controller.start()
-    yield controller, inbox
-    controller.stop()
-
-
-@pytest.fixture
-def smtp_server(smtp_controller):
-    """A real SMTP server on loopback and what it received during this test."""
-    controller, inbox = smtp_controller
-    inbox.mails.clear()
-    return controller.port, inbox
 
 
 def test_an_email_code_arrives_by_smtp_and_verifies(make_app, smtp_server):
