@@ -30,7 +30,7 @@ from sqlalchemy.exc import IntegrityError
 
 from backoffice.errors import BadInput
 from cardstore.models import CARD_STATUSES, AuditEvent, Card, Customer, utcnow
-from cardstore.uow import Store
+from cardstore.uow import Store, relax_deadline
 from handlers.values import e164, parse_phone, zip_code
 
 COLUMNS = ("phone_number", "name", "email", "zip_code", "card_last4", "card_vendor", "card_status")
@@ -557,8 +557,9 @@ def _insert_many(conn, table, rows: list[dict[str, Any]]) -> None:
 
 
 def _relax_timeouts(conn) -> None:
-    """The store's 2 s statement timeout is for webhook turns; a batch of an import may take longer."""
+    """The store's sub-second timeouts are for webhook turns; a batch of an import may take longer."""
     if conn.dialect.name == "postgresql":
+        relax_deadline(conn, 120)
         conn.execute(text("SET LOCAL statement_timeout = '120s'"))
 
 

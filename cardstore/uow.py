@@ -6,8 +6,10 @@ rolled back when the block ends. Connection failures and timeouts surface as `St
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import threading
+import time
 from typing import Any
 
 from sqlalchemy import create_engine, event, make_url, text
@@ -18,10 +20,45 @@ from sqlalchemy.orm import Session, sessionmaker
 from cardstore.errors import StoreUnavailable
 from cardstore.repository import Repository
 
-# Well inside the 5 s CX gives a webhook: a store that does not answer by then is treated as down.
-CONNECT_TIMEOUT_S = 2
-STATEMENT_TIMEOUT_MS = 2000
+# A webhook turn has CX's 5 s and a voice caller's patience: a store that does not answer within a second is
+# treated as down, and the call hands over. Webhook statements take milliseconds; these bounds only bite on faults.
+CONNECT_TIMEOUT_S = 2  # libpq's floor
+STATEMENT_TIMEOUT_MS = 700
+LOCK_TIMEOUT_MS = 500
+# A frozen server (or a silently dropped network path) never answers, so its statement_timeout never fires:
+# every round trip also has a client-side deadline, just above the server's own timeouts.
+ROUND_TRIP_DEADLINE_S = 0.9
+# After a failed connection attempt, calls fail at once for this long instead of each waiting on a connect.
+BREAKER_OPEN_S = 2.0
 _UNAVAILABLE = (OperationalError, PoolTimeout)
+
+
+class Breaker:
+    """Fail fast while the store is known to be down. The first call after `open_s` tries it again, and so does a
+    health probe at any time (`probe()`); a probe that gets an answer closes the breaker."""
+
+    def __init__(self, open_s: float = BREAKER_OPEN_S) -> None:
+        self.open_s = open_s
+        self._until = 0.0
+        self._probing = threading.local()
+
+    def trip(self) -> None:
+        self._until = time.monotonic() + self.open_s
+
+    def reset(self) -> None:
+        self._until = 0.0
+
+    def is_open(self) -> bool:
+        return not getattr(self._probing, "on", False) and time.monotonic() < self._until
+
+    @contextlib.contextmanager
+    def probe(self):
+        """Let this thread reach the store even while the breaker is open."""
+        self._probing.on = True
+        try:
+            yield
+        finally:
+            self._probing.on = False
 
 
 def _is_unavailable(exc: BaseException) -> bool:
@@ -30,17 +67,18 @@ def _is_unavailable(exc: BaseException) -> bool:
     return isinstance(exc, DBAPIError) and bool(exc.connection_invalidated)
 
 
-def build_engine(url: str, *, pool_size: int = 5) -> Engine:
+def build_engine(url: str, *, pool_size: int = 5, breaker: Breaker | None = None) -> Engine:
     """An engine with timeouts suited to a webhook: fail fast rather than hold a CX turn."""
     # A server may drop a pooled connection while it idles (restart, failover, idle timeout): ping at checkout.
     # An SQLite file has nothing to drop, and there the ping would be one more statement on every call.
-    kwargs: dict[str, Any] = {"pool_pre_ping": not url.startswith("sqlite")}
+    # hide_parameters: SQLAlchemy's own error and debug messages never quote a phone number or an e-mail.
+    kwargs: dict[str, Any] = {"pool_pre_ping": not url.startswith("sqlite"), "hide_parameters": True}
     if url.startswith("sqlite"):
         kwargs["connect_args"] = {"timeout": CONNECT_TIMEOUT_S, "check_same_thread": False}
     elif url.startswith("postgresql"):
         # Our timeouts are added to any `options` the URL carries (e.g. a search_path), not put in their place.
         url_options = make_url(url).query.get("options", "")
-        timeouts = f"-c statement_timeout={STATEMENT_TIMEOUT_MS} -c lock_timeout={STATEMENT_TIMEOUT_MS}"
+        timeouts = f"-c statement_timeout={STATEMENT_TIMEOUT_MS} -c lock_timeout={LOCK_TIMEOUT_MS}"
         kwargs["connect_args"] = {
             "connect_timeout": CONNECT_TIMEOUT_S,
             "options": f"{url_options} {timeouts}".strip(),
@@ -50,18 +88,34 @@ def build_engine(url: str, *, pool_size: int = 5) -> Engine:
     if url.startswith("sqlite"):
         event.listen(engine, "connect", _sqlite_pragmas)
     elif url.startswith("postgresql+psycopg"):
-        event.listen(engine, "do_connect", _connect_with_deadline)
+        event.listen(engine, "do_connect", functools.partial(_connect_with_deadline, breaker or Breaker()))
+        event.listen(engine, "checkin", _restore_deadline)
     return engine
 
 
-# A frozen server (or a silently dropped network path) never answers, so its statement_timeout never fires:
-# every round trip also has a client-side deadline. Past it the connection is closed (the server rolls back the
-# open transaction) and the call fails as StoreUnavailable. New connections keep libpq's own floor of 2 s.
-ROUND_TRIP_DEADLINE_S = 1.0
+def _restore_deadline(dbapi_conn, _record) -> None:
+    # A connection back in the pool serves webhook turns again, whatever relax_deadline did to it.
+    if dbapi_conn is not None and "round_trip_deadline_s" in vars(dbapi_conn):
+        del dbapi_conn.round_trip_deadline_s
 
 
-def _connect_with_deadline(dialect, conn_rec, cargs, cparams):
-    return _deadline_connection_class().connect(*cargs, **cparams)
+def _connect_with_deadline(breaker: Breaker, dialect, conn_rec, cargs, cparams):
+    import psycopg
+
+    if breaker.is_open():
+        raise psycopg.OperationalError("the store is marked unavailable after a recent failure")
+    try:
+        return _deadline_connection_class().connect(*cargs, **cparams)
+    except psycopg.OperationalError:
+        breaker.trip()  # no new connection: the store is down (or unreachable) for everyone, not one backend
+        raise
+
+
+def relax_deadline(conn, seconds: float) -> None:
+    """Let one long back-office statement (an import batch) outlast the webhook's round-trip deadline."""
+    driver = conn.connection.driver_connection
+    if hasattr(driver, "round_trip_deadline_s"):
+        driver.round_trip_deadline_s = seconds
 
 
 @functools.cache
@@ -69,14 +123,22 @@ def _deadline_connection_class():
     import psycopg
 
     class DeadlineConnection(psycopg.Connection):
+        """Every wait on the server is bounded; past the deadline the connection is closed (the server rolls back
+        the open transaction) and the call fails as StoreUnavailable."""
+
+        round_trip_deadline_s = ROUND_TRIP_DEADLINE_S
+
         def wait(self, gen, interval=0.1, timeout=None):
             try:
                 return super().wait(gen, interval=interval,
-                                    timeout=ROUND_TRIP_DEADLINE_S if timeout is None else timeout)
+                                    timeout=self.round_trip_deadline_s if timeout is None else timeout)
             except psycopg.OperationalError as exc:
+                # psycopg signals its own wait timeout with this private subclass (pinned version, tested).
                 if type(exc).__name__ != "_WaitTimeout":
                     raise
-                self.pgconn.finish()  # mid-protocol: the connection cannot be used again
+                # Mid-protocol: this connection cannot be used again. The breaker is left alone: one stuck
+                # backend is not a down store, and the pool's next connection may well answer.
+                self.pgconn.finish()
                 raise psycopg.OperationalError("the store did not answer within the deadline") from None
 
     return DeadlineConnection
@@ -96,6 +158,7 @@ class Store:
     def __init__(self, url: str, *, pool_size: int = 5) -> None:
         self.url = url
         self._pool_size = pool_size
+        self.breaker = Breaker()
         self._engine: Engine | None = None
         self._sessions: sessionmaker[Session] | None = None
         self._lock = threading.Lock()
@@ -105,7 +168,7 @@ class Store:
         if self._engine is None:
             with self._lock:
                 if self._engine is None:
-                    self._engine = build_engine(self.url, pool_size=self._pool_size)
+                    self._engine = build_engine(self.url, pool_size=self._pool_size, breaker=self.breaker)
                     self._sessions = sessionmaker(self._engine, expire_on_commit=False)
         return self._engine
 
@@ -113,15 +176,17 @@ class Store:
         """A new unit of work on this store."""
         self.engine  # noqa: B018 - builds the session factory on first use
         assert self._sessions is not None
-        return UnitOfWork(self._sessions)
+        return UnitOfWork(self._sessions, self.breaker)
 
     def ping(self) -> None:
-        """Raise StoreUnavailable unless the database answers a trivial query."""
+        """Raise StoreUnavailable unless the database answers a trivial query (a health probe: it reaches the store
+        even while the breaker is open, and closes it when the store answers)."""
         try:
-            with self.engine.connect() as conn:
+            with self.breaker.probe(), self.engine.connect() as conn:
                 conn.execute(text("SELECT 1"))
         except DBAPIError as exc:
             raise StoreUnavailable(type(exc.orig).__name__ if exc.orig else type(exc).__name__) from exc
+        self.breaker.reset()
 
     def dispose(self) -> None:
         if self._engine is not None:
@@ -131,13 +196,16 @@ class Store:
 class UnitOfWork:
     """One transaction. Rolls back unless `commit()` was called; maps connection failures to StoreUnavailable."""
 
-    def __init__(self, sessions: sessionmaker[Session]) -> None:
+    def __init__(self, sessions: sessionmaker[Session], breaker: Breaker | None = None) -> None:
         self._sessions = sessions
+        self._breaker = breaker
         self.session: Session
         self.repo: Repository
         self.committed = False
 
     def __enter__(self) -> UnitOfWork:
+        if self._breaker is not None and self._breaker.is_open():
+            raise StoreUnavailable("store marked unavailable after a recent failure")
         self.session = self._sessions()
         self.repo = Repository(self.session)
         self.committed = False

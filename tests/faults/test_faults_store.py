@@ -60,8 +60,8 @@ def test_store_stopped_mid_dialog(verified_hanako, pg_cluster):
     health = hanako.client.get("/healthz")
     assert health.status_code == 503 and health.get_json()["status"] == "unavailable"
     pg_cluster.start()
+    assert hanako.client.get("/healthz").status_code == 200  # the probe finds it back (and closes the breaker)
     assert store_snapshot(store) == before
-    assert hanako.client.get("/healthz").status_code == 200
     locked = hanako.call("lock_card", **LOCK_4444)
     assert locked["card_status"] == "blocked"
 
@@ -78,6 +78,7 @@ def test_store_frozen_mid_dialog(verified_hanako, pg_cluster):
         assert answered(hanako.client.get, "/healthz").status_code == 503
     finally:
         pg_cluster.thaw()
+    assert hanako.client.get("/healthz").status_code == 200
     assert store_snapshot(store) == before
     assert hanako.call("lock_card", **LOCK_4444)["card_status"] == "blocked"
 
@@ -102,6 +103,7 @@ def test_store_frozen_between_the_ticket_and_its_audit_row(verified_hanako, pg_c
         event.remove(store.engine, "after_cursor_execute", freeze_after_ticket)
         pg_cluster.thaw()
     assert frozen, "the lock never reached the ticket insert"
+    assert hanako.client.get("/healthz").status_code == 200
     assert store_snapshot(store) == before
 
 
@@ -138,3 +140,20 @@ def test_one_frozen_connection_does_not_take_the_service_down(verified_hanako, p
     finally:
         os.kill(backend, signal.SIGCONT)
     assert result["card_found"] is True and result["card_status"] == "active"
+
+
+def test_a_down_store_is_not_waited_on_by_every_call(verified_hanako, pg_cluster):
+    """After a failed connection attempt calls fail at once (the breaker), even if the store is back, until a
+    health probe (or the breaker's window) finds it answering again."""
+    app, hanako = verified_hanako
+    store = service_of(app).store
+    pg_cluster.stop()
+    store.engine.pool.dispose()  # no pooled connection: the next call must connect
+    assert answered(hanako.call, "validate_card", last_four_digit_of_card_number="4444") == STORE_DOWN
+    assert store.breaker.is_open()
+    pg_cluster.start()
+    # Back, but not yet probed: still refused without a connection attempt.
+    assert hanako.call("validate_card", last_four_digit_of_card_number="4444") == STORE_DOWN
+    assert hanako.client.get("/healthz").status_code == 200
+    assert not store.breaker.is_open()
+    assert hanako.call("validate_card", last_four_digit_of_card_number="4444")["card_found"] is True

@@ -50,3 +50,21 @@ def test_bad_settings_are_refused_with_the_setting_named(env):
     with pytest.raises(ValidationError) as err:
         Settings.from_env(env)
     assert next(iter(env)).lower() in str(err.value)
+
+
+def test_the_store_breaker_opens_for_its_window_and_lets_probes_through():
+    """Tripped, the breaker refuses for its window; a probe in the same thread passes; reset closes it."""
+    from cardstore.uow import Breaker
+
+    breaker = Breaker(open_s=60)
+    assert not breaker.is_open()
+    breaker.trip()
+    assert breaker.is_open()
+    with breaker.probe():
+        assert not breaker.is_open()
+    assert breaker.is_open()
+    breaker.reset()
+    assert not breaker.is_open()
+    expired = Breaker(open_s=0)
+    expired.trip()
+    assert not expired.is_open()
