@@ -287,6 +287,17 @@ def outbox_deliver_command(operator: str | None) -> None:
     click.echo(f"outbox: {counts['due']} due, {counts['sent']} sent, {counts['failed']} failed")
 
 
+@outbox_cli.command("requeue")
+@click.argument("message_id", type=int)
+@operator_option()
+@reported
+def outbox_requeue_command(message_id: int, operator: str) -> None:
+    """Queue again a notice stuck in `sending` or failed for good — after checking with the gateway that it did not
+    arrive (a message left in `sending` may have been sent)."""
+    message = outbox.requeue(_service().store, message_id, operator)
+    click.echo(f"outbox: message {message['id']} is pending again; `outbox deliver` sends it")
+
+
 # --- audit ----------------------------------------------------------------------------------------------------
 
 def _audit_table(rows: list[dict[str, Any]], *, customer: bool = True) -> None:

@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy import select
 
 from backoffice import records
+from backoffice.errors import NotFound, Refused
 from cardstore.models import AuditEvent, OutboxMessage, utcnow
 from cardstore.uow import Store, UnitOfWork
 from notify import MAX_ATTEMPTS, Notifier
@@ -56,3 +57,31 @@ def deliver(store: Store, notifier: Notifier, actor: str, *, now: dt.datetime | 
                                            "attempts": m.attempts}))
         uow.commit()
     return counts
+
+
+def requeue(store: Store, message_id: int, actor: str, *, now: dt.datetime | None = None) -> dict[str, Any]:
+    """Put a message that delivery gave up on (failed MAX_ATTEMPTS times) or left in `sending` (its deliverer died
+    mid-send) back in the queue, once the operator has checked with the gateway that it did not arrive.
+
+    One-time codes are refused: a late code is useless and a new one is a call away. Audited with the operator.
+    """
+    now = now or utcnow()
+    with store.unit_of_work() as uow:
+        message = uow.session.get(OutboxMessage, message_id, with_for_update=True)
+        if message is None:
+            raise NotFound(f"no outbox message {message_id}")
+        if message.kind == "otp":
+            raise Refused(f"message {message_id} is a one-time code: the customer asks for a new one instead")
+        stuck = message.status == "sending"
+        exhausted = message.status == "failed" and message.attempts >= MAX_ATTEMPTS
+        if not (stuck or exhausted):
+            raise Refused(f"message {message_id} is {message.status} with {message.attempts} attempts: "
+                          "only a message stuck in sending, or failed for good, is requeued")
+        before = {"status": message.status, "attempts": message.attempts}
+        message.status = "pending"
+        message.attempts = 0
+        message.next_attempt_at = now
+        uow.repo.add(AuditEvent(actor=actor, action="outbox.requeued", customer_id=message.customer_id,
+                                before=before, after={"outbox_id": message.id, "status": "pending"}))
+        uow.commit()
+        return records.outbox(message)

@@ -82,3 +82,28 @@ def test_outbox_list_refuses_an_unknown_status(sqlite_terminal):
     """--status takes pending, sending, sent or failed."""
     result = sqlite_terminal.run("outbox", "list", "--status", "lost")
     assert result.exit_code == 2 and "pending" in result.output
+
+
+def test_a_notice_given_up_on_is_requeued_by_an_operator_and_sent_once(make_app, store_url, smtp_server):
+    """The ticket SMS failed for good (or was left in `sending`): an operator requeues it, it goes out once, and
+    the audit trail says who; the one-time code is refused (a late code is useless); a sent one is refused."""
+    port, inbox = smtp_server
+    _ichiro_locks_his_card_while_sms_is_down(make_app, store_url, port)
+    fixed = Terminal(make_app(database_url=store_url, notify_backend="smtp", smtp_port=port,
+                              smtp_sms_domain="sms.example"))
+    failed = {m["kind"]: m["id"] for m in fixed.json("outbox", "list", "--status", "failed")}
+    with fixed.store.unit_of_work() as uow:
+        uow.session.execute(update(OutboxMessage).values(attempts=8))  # delivery has given up on both
+        uow.commit()
+    assert "0 due" in fixed.ok("outbox", "deliver")
+
+    refused = fixed.run("outbox", "requeue", failed["otp"], "--operator", "tanaka")
+    assert refused.exit_code == 1 and "one-time code" in refused.output
+    assert fixed.run("outbox", "requeue", failed["lock_ticket"]).exit_code == 2  # --operator is required
+    assert "pending again" in fixed.ok("outbox", "requeue", failed["lock_ticket"], "--operator", "tanaka")
+    assert "1 due, 1 sent, 0 failed" in fixed.ok("outbox", "deliver")
+    assert len(inbox.mails) == 1 and "4444" in inbox.mails[0].get_payload(decode=True).decode()
+    again = fixed.run("outbox", "requeue", failed["lock_ticket"], "--operator", "tanaka")
+    assert again.exit_code == 1 and "is sent" in again.output
+    assert [r["actor"] for r in fixed.audit("--action", "outbox.requeued")] == ["tanaka"]
+    assert fixed.run("outbox", "requeue", 99999, "--operator", "tanaka").exit_code == 1
