@@ -226,7 +226,8 @@ class Bench:
                     for target in (baseline, service):
                         kind = "baseline" if target is baseline else "service"
                         if short in WRITES:
-                            start = prepare(short, per_run)
+                            # The baseline writes nothing: it may reuse the customers the service run will spend.
+                            start = prepare(short, per_run) if kind == "service" else cursor["next"]
                             raw_kwargs = {"mode": "next", "start": start}
                         else:
                             raw_kwargs = {"mode": "random", "count": layout.readers}
@@ -235,7 +236,7 @@ class Bench:
                         raw = wrk(target, short, c, self.args.duration, template_file=self.templates[short],
                                   **raw_kwargs)
                         run = to_run(label, kind, short, c, raw)
-                        if short in WRITES:
+                        if short in WRITES and kind == "service":
                             # Every request took the next customer; the in-flight ones at the end too.
                             cursor["next"] += run.requests + c + 10
                         if kind == "service":

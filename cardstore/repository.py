@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import datetime as dt
 import secrets
-from typing import Any, Sequence, TypeVar
+from typing import Any, NamedTuple, Sequence, TypeVar
 
 from sqlalchemy import bindparam, exists, func, insert, select
 from sqlalchemy.orm import Session
@@ -23,6 +23,14 @@ from cardstore.models import (
 
 T = TypeVar("T", bound=Base)
 
+
+class CardView(NamedTuple):
+    """A card as the read tags show it; read-only (to change a card, load it with `card(…, for_update=True)`)."""
+
+    last4: str
+    vendor: str
+    status: str
+
 # The hot queries (every webhook call runs two to six of them) are built once, with bound parameters: a statement
 # built per call costs SQLAlchemy more than SQLite takes to run it (construction and cache key, ~50 µs each).
 _CUSTOMER_BY_PHONE = select(Customer).where(Customer.phone_e164 == bindparam("phone"))
@@ -30,6 +38,10 @@ _LIVE_CUSTOMER_BY_PHONE = _CUSTOMER_BY_PHONE.where(Customer.deleted_at.is_(None)
 _CARDS_OF = select(Card).where(Card.customer_id == bindparam("customer_id")).order_by(Card.id)
 _CARD = select(Card).where(Card.customer_id == bindparam("customer_id"), Card.last4 == bindparam("last4"))
 _CARD_FOR_UPDATE = _CARD.with_for_update()
+# What the read tags show of a card: columns, not objects (no identity map, no change tracking to set up).
+_CARD_VIEWS = select(Card.last4, Card.vendor, Card.status).where(Card.customer_id == bindparam("customer_id"))
+_CARD_VIEWS_IN_ORDER = _CARD_VIEWS.order_by(Card.id)
+_CARD_VIEW = _CARD_VIEWS.where(Card.last4 == bindparam("last4"))
 _VERIFIED_SINCE = (
     select(VerifiedSession)
     .where(
@@ -88,6 +100,15 @@ class Repository:
 
     def cards_of(self, customer_id: int) -> list[Card]:
         return list(self.session.scalars(_CARDS_OF, {"customer_id": customer_id}))
+
+    def card_views(self, customer_id: int) -> list[CardView]:
+        """The customer's cards, in a stable order, for reading."""
+        return [CardView(*row) for row in self.session.execute(_CARD_VIEWS_IN_ORDER, {"customer_id": customer_id})]
+
+    def card_view(self, customer_id: int, last4: str) -> CardView | None:
+        """The customer's card with these last four digits, for reading."""
+        row = self.session.execute(_CARD_VIEW, {"customer_id": customer_id, "last4": last4}).one_or_none()
+        return None if row is None else CardView(*row)
 
     def card(self, customer_id: int, last4: str, *, for_update: bool = False) -> Card | None:
         q = _CARD_FOR_UPDATE if for_update else _CARD

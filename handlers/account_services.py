@@ -23,7 +23,7 @@ class GetCardDetailsResult(BaseModel):
 def get_card_details(params: GetCardDetailsParams, call: Call) -> GetCardDetailsResult:
     """List the customer's cards (last four and vendor only), in a stable order."""
     customer = call.verified_customer(params.phone_number, upstream_auth_level=params.auth_level)
-    cards = call.uow.repo.cards_of(customer.id)
+    cards = call.uow.repo.card_views(customer.id)
     result = GetCardDetailsResult(
         last_four_digit_of_all_cards=[c.last4 for c in cards],
         card_vendor_all=[c.vendor for c in cards],

@@ -48,7 +48,7 @@ class ValidateCardResult(BaseModel):
 def validate_card(params: ValidateCardParams, call: Call) -> ValidateCardResult:
     """Is this one of the caller's cards, and in which state? A wrong number is an answer, not an error."""
     customer = call.verified_customer(params.phone_number, upstream_auth_level=params.auth_level)
-    card = call.uow.repo.card(customer.id, params.last_four_digit_of_card_number)
+    card = call.uow.repo.card_view(customer.id, params.last_four_digit_of_card_number)
     if card is None:
         # Clear what a previously validated card left behind, so the flow cannot act on it.
         return ValidateCardResult(card_found=False, zip_code=None, card_vendor=None, card_status=None)
