@@ -29,6 +29,7 @@ import re
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
+from xml.sax.saxutils import escape as xml_escape
 
 from simulator.conditions import Call, Evaluator, Text, evaluate_condition, evaluate_value, parse, render, to_text
 from simulator.errors import SessionEnded, SimulatorError, TransitionLoop, UnsupportedFeature
@@ -41,7 +42,7 @@ MAX_FLOW_DEPTH = 25
 START_PAGE = "Start Page"
 RESOURCE = "projects/sim/locations/global/agents/sim"
 _END_SYMBOLS = {"END_FLOW", "END_FLOW_WITH_FAILURE", "END_FLOW_WITH_HUMAN_ESCALATION", "END_FLOW_WITH_CANCELLATION"}
-_TAG_RE = re.compile(r"<[^>]+>")
+_SPEAK_RE = re.compile(r"\s*<speak(?:\s[^>]*)?>(.*)</speak>\s*", re.DOTALL)
 
 
 @dataclass
@@ -65,6 +66,7 @@ class Turn:
     param_changes: dict[str, tuple[Any, Any]] = field(default_factory=dict)
     log: list[str] = field(default_factory=list)
     alternatives: list[list[str]] = field(default_factory=list)  # per message: every variant the agent defines
+    audio: str = ""  # what a caller hears: see `spoken`
 
     @property
     def text(self) -> str:
@@ -511,12 +513,12 @@ class Session:
         return self._reprompt_event(f"sys.no-input-{frame.no_input}", "sys.no-input-default")
 
     def _reprompt_event(self, *names: str) -> Target | None:
-        before = len(self._turn.messages)
+        before = self._said()
         handled, target = self._dispatch_event(list(names))
         if target or self.ended:
             return target
         filling = self.frame.filling
-        if filling is not None and (not handled or len(self._turn.messages) == before):
+        if filling is not None and (not handled or self._said() == before):
             return self._call(filling.initial_prompt, None)
         return None
 
@@ -558,11 +560,11 @@ class Session:
         if self._pending_invalid:
             # A webhook marked a form parameter INVALID: no transition; sys.invalid-parameter or a re-prompt.
             self._pending_invalid = False
-            before = len(self._turn.messages)
+            before = self._said()
             handled, handler_target = self._dispatch_event(["sys.invalid-parameter"])
             if handler_target or self.ended:
                 return handler_target
-            if handled and len(self._turn.messages) > before and self.frame.invalid:
+            if handled and self._said() > before and self.frame.invalid:
                 self.frame.skip_prompt = self._first_invalid()
             return None
         return override or target
@@ -651,15 +653,14 @@ class Session:
                 turn.messages.append(t)
                 turn.alternatives.append(alternatives or [t])
                 self._log(f"agent: {t}")
-        elif "outputAudioText" in m:
-            oat = m["outputAudioText"]
-            text = oat.get("text") or _TAG_RE.sub("", oat.get("ssml", "")).strip()
-            turn.messages.append(text)
-            turn.alternatives.append([text])
         elif "payload" in m:
             turn.payloads.append(m["payload"])
         elif "endInteraction" in m and not self.ended:
             self._end("END_INTERACTION")
+
+    def _said(self) -> int:
+        """Messages said so far this turn, shown or spoken: a handler that said something does not re-prompt."""
+        return sum(1 for m in self._turn.responses if "text" in m or "outputAudioText" in m)
 
     # ------------------------------------------------------------------------------------- webhooks
 
@@ -814,10 +815,30 @@ class Session:
         turn.flow = self.frame.flow.name if self.stack else None
         turn.params = copy.deepcopy(self.params)
         turn.ended, turn.end_reason = self.ended, self.end_reason
+        turn.audio = spoken(turn.responses)
         keys = set(before) | set(self.params)
         turn.param_changes = {k: (before.get(k), self.params.get(k)) for k in sorted(keys)
                               if before.get(k) != self.params.get(k)}
         return turn
+
+
+def spoken(responses: list[dict]) -> str:
+    """What a caller hears for a turn's messages, by CX's rule: if any `outputAudioText` is present, all of them and
+    no text message; otherwise the text messages. Joined by a space; with SSML among them, one `<speak>` document
+    (each message's own `<speak>` root removed, plain audio text escaped)."""
+    audio = [m["outputAudioText"] for m in responses if "outputAudioText" in m]
+    if not audio:
+        return " ".join(t for m in responses if "text" in m for t in m["text"].get("text") or [])
+    if not any("ssml" in a for a in audio):
+        return " ".join(a.get("text", "") for a in audio)
+    parts = []
+    for a in audio:
+        if "ssml" in a:
+            inner = _SPEAK_RE.fullmatch(a["ssml"])
+            parts.append(inner.group(1) if inner else a["ssml"])
+        else:
+            parts.append(xml_escape(a.get("text", "")))
+    return "<speak>" + " ".join(parts) + "</speak>"
 
 
 def _param_name(ref: str) -> str:
