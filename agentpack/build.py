@@ -8,6 +8,7 @@ import zipfile
 from pathlib import Path
 
 from agentpack.settings import PackSettings
+from agentpack.voice import VoiceError, voice_flows
 
 REPO = Path(__file__).resolve().parent.parent
 # Source folder -> folder name in the CX export (entity types are `entityTypes/` there).
@@ -76,6 +77,10 @@ def build(out: Path | str, settings: PackSettings | None = None, source: Path | 
     for src, dst in SOURCES.items():
         if (source / src).is_dir():
             shutil.copytree(source / src, out / dst, ignore=shutil.ignore_patterns(".*"))
+    try:
+        voice_flows(out / "flows")  # the sources are text only; what a caller hears is generated here
+    except VoiceError as exc:
+        raise BuildError(f"voice: {exc}") from exc
     _write(out / "agent.json", agent_json(settings))
     _write(out / "webhooks" / f"{WEBHOOK_DISPLAY_NAME}.json", webhook_json(settings))
 
