@@ -41,6 +41,8 @@ def _print_turn(turn: Turn, verbose: bool, out) -> None:
         for key, (old, new) in turn.param_changes.items():
             print(f"  · param {key}: {old!r} -> {new!r}", file=out)
         print(f"  · at {turn.flow} / {turn.page}", file=out)
+        if any("outputAudioText" in m for m in turn.responses):
+            print(f"  · audio: {turn.audio}", file=out)  # what a caller hears, when it is not the text
     for m in turn.messages:
         print(f"agent> {m}", file=out)
     for p in turn.payloads:

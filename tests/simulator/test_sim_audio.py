@@ -1,8 +1,12 @@
 """What the caller hears (`turn.audio`) and what a chat shows (`turn.messages`), by CX's rule: outputAudioText
 messages, when a turn has any, are all that is spoken; otherwise the text messages are."""
 
-from cxbuild import fulfillment, handler, param, route
+import io
+import sys
+
+from cxbuild import handler, param, route, write_agent
 from simulator import Session
+from simulator.__main__ import main
 
 ENTITIES = {"card_last4": {"kind": "KIND_REGEXP", "ja": {"last4": [r"\b\d{4}\b"]}}}
 
@@ -68,3 +72,17 @@ def test_a_handler_that_only_speaks_has_said_something(build_agent):
     assert session.send().messages == ["末尾 4 桁をどうぞ。"]
     turn = session.send(text="わかりません")
     assert turn.messages == [] and turn.audio == "<speak>もう一度お願いします。</speak>"
+
+
+def test_the_verbose_chat_shows_what_a_caller_hears(tmp_path, monkeypatch, capsys):
+    """`chat --verbose` prints the chat text and, under it, the SSML a caller would hear."""
+    root = write_agent(tmp_path / "voiced", flows={"Default Start Flow": {
+        "routes": [route(condition="true", page="say")],
+        "pages": {"say": {"entry": {"messages": [text("こんにちは。"), audio("<speak>こんにちは。</speak>")]},
+                          "routes": [route(condition="true", page="END_SESSION")]}},
+    }}, languages=("ja",))
+    monkeypatch.setattr(sys, "stdin", io.StringIO(""))
+    assert main(["chat", "--agent", str(root), "--lang", "ja", "--verbose"]) == 0
+    out = capsys.readouterr().out
+    assert "agent> こんにちは。" in out and out.count("こんにちは。") == 2
+    assert "· audio: <speak>こんにちは。</speak>" in out
