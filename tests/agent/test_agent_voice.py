@@ -8,7 +8,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from agentpack.validate import load, read_agent
+from agentpack.validate import load, read_agent, tag_contract
 from agentpack.voice import VoiceError, add_voice, find_twins, param_key, to_ssml, twin_value
 from simulator.conditions import evaluate_value
 
@@ -204,6 +204,13 @@ def test_twin_parameters_are_set_wherever_their_text_twin_is(built_agent):
                 elif name.endswith("_ssml"):
                     assert i > 0 and names[i - 1] + "_ssml" == name, where
     assert pairs == 8  # two, three, four, more cards; ja and en
+
+
+def test_no_twinned_parameter_is_also_set_by_the_webhook():
+    """A parameter the webhook returns would change without its _ssml twin: none of the twinned ones is returned."""
+    twins = find_twins([data for _, data in flow_resources(REPO)])
+    _, returned = tag_contract()
+    assert twins and not {t.removeprefix("$flow.") for t in twins} & set().union(*returned.values())
 
 
 def test_the_build_reads_a_card_list_by_characters(built_agent):
