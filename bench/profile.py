@@ -43,7 +43,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--out", type=Path, default=HERE / "profiles")
     args = parser.parse_args(argv)
-    from pyinstrument import Profiler
+    try:
+        from pyinstrument import Profiler
+    except ImportError:
+        raise SystemExit("bench.profile needs pyinstrument: .venv/bin/pip install -r requirements-dev.txt") from None
 
     work = Path(tempfile.mkdtemp(prefix="lockcard-profile-"))
     url = f"sqlite:///{work / 'store.sqlite3'}"
