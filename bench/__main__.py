@@ -320,7 +320,9 @@ def _remove_sqlite(url: str) -> None:
 
 
 def _count(n: int) -> str:
-    return f"{n // 1_000_000}M" if n >= 1_000_000 and n % 1_000_000 == 0 else f"{n // 1000}k"
+    if n >= 1_000_000 and n % 1_000_000 == 0:
+        return f"{n // 1_000_000}M"
+    return f"{n // 1000}k" if n % 1000 == 0 else str(n)
 
 
 # --- PostgreSQL -------------------------------------------------------------------------------------------
@@ -536,6 +538,10 @@ def main(argv: list[str] | None = None) -> int:
          "runs": [asdict(r) for r in bench.runs]}, ensure_ascii=False, indent=1), encoding="utf-8")
     print("\n" + text)
     print(f"written: {args.out} and {args.out.with_suffix('.json')}")
+    if args.workdir is None:  # the generated stores take ~0.5 GB; the servers' logs stay for a look
+        for store in work.glob("*.sqlite3*"):
+            store.unlink()
+        print(f"servers' logs: {work}")
     return 0
 
 

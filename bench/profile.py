@@ -10,6 +10,7 @@ import argparse
 import io
 import logging
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -102,6 +103,7 @@ def main(argv: list[str] | None = None) -> int:
         (args.out / f"{short}.txt").write_text(profiler.output_text(unicode=True, color=False, show_all=False))
         print(f"{short:18s} {plain * 1e6:8.0f} µs/request in-process (no profiler); profile: {args.out / (short + '.txt')}")
     store.dispose()
+    shutil.rmtree(work, ignore_errors=True)
     return 0
 
 
