@@ -236,3 +236,26 @@ def test_cloudbuild_escapes_every_shell_dollar():
         if match.group(1):
             continue
         assert match.group(2) == "{" and match.group(3) in declared, code[match.start():match.start() + 30]
+
+
+def test_cloudbuild_deploys_a_configuration_production_accepts():
+    """The environment cloudbuild.yaml gives the service (plus its secrets) passes APP_ENV=production's checks:
+    ID-token caller authentication with the service URL as audience and the Dialogflow agent allowed."""
+    import re
+
+    from settings import Settings
+
+    text = (REPO / "cloudbuild.yaml").read_text(encoding="utf-8")
+    defaults = dict(re.findall(r"^  (_[A-Z_]+): ?(\S*)", text, flags=re.M))
+    line = re.search(r'envs="\^;\^([^"]+)"', text).group(1)
+    line = (line.replace("$$url", "https://lockcard-webhook-123.asia-northeast1.run.app/webhook")
+                .replace("$$agent_sa", "service-123@gcp-sa-dialogflow.iam.gserviceaccount.com")
+                .replace("${_ENV_VARS}", defaults["_ENV_VARS"]))
+    env = dict(pair.split("=", 1) for pair in line.split(";") if pair)
+    secrets = {name: "secret" for name in re.findall(r"(\w+)=[\w-]+:latest", defaults["_SECRETS"])}
+    assert set(secrets) == {"DATABASE_URL", "OTP_HASH_KEY"}
+    env.update(DATABASE_URL="postgresql+psycopg://lockcard@10.0.0.5/lockcard", OTP_HASH_KEY="k" * 48)
+    settings = Settings.from_env(env)
+    assert settings.app_env == "production" and settings.webhook_auth == "google-id-token"
+    assert settings.webhook_audience == ["https://lockcard-webhook-123.asia-northeast1.run.app/webhook"]
+    assert settings.db_pool_size == 8  # = gunicorn --threads 8: no thread waits for a connection
