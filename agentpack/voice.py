@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any, Iterator
 from xml.sax.saxutils import escape
 
+from simulator.conditions import call_end, split_args
+
 # Parameters whose value is a string of digits (or digits among masking stars) the caller must hear one by one.
 DIGIT_PARAMS = frozenset({
     "last_four_digit_of_card_number", "last_four_digit_of_all_cards", "ticket_number", "acknowledgement_number",
@@ -66,7 +68,7 @@ def _spoken(text: str, twins) -> str:
         out.append(escape(text[i:j]))
         func = _FUNC.match(text, j)
         if func:
-            end = _call_end(text, func.end() - 1)
+            end = call_end(text, func.end() - 1)
             if end is None:
                 raise VoiceError(f"unbalanced function call in {text!r}")
             expression = text[j:end]
@@ -104,52 +106,6 @@ def _mentions_digits(expression: str, twins) -> bool:
 
 # --- presets: the twin of a parameter built from digits ---------------------------------------------------------
 
-def _call_end(text: str, open_paren: int) -> int | None:
-    """Index just past the parenthesis that closes the one at `open_paren` (string literals skipped)."""
-    depth, i, in_string = 0, open_paren, False
-    while i < len(text):
-        c = text[i]
-        if in_string:
-            if c == "\\":
-                i += 1
-            elif c == '"':
-                in_string = False
-        elif c == '"':
-            in_string = True
-        elif c in "([":
-            depth += 1
-        elif c in ")]":
-            depth -= 1
-            if depth == 0:
-                return i + 1
-        i += 1
-    return None
-
-
-def _split_args(inner: str) -> list[str]:
-    """A function's arguments, split at the top-level commas."""
-    args, depth, start, i, in_string = [], 0, 0, 0, False
-    while i < len(inner):
-        c = inner[i]
-        if in_string:
-            if c == "\\":
-                i += 1
-            elif c == '"':
-                in_string = False
-        elif c == '"':
-            in_string = True
-        elif c in "([":
-            depth += 1
-        elif c in ")]":
-            depth -= 1
-        elif c == "," and depth == 0:
-            args.append(inner[start:i].strip())
-            start = i + 1
-        i += 1
-    args.append(inner[start:].strip())
-    return args
-
-
 def _literal(text: str) -> str:
     return '"' + escape(text) + '"'
 
@@ -164,8 +120,8 @@ def _twin_arg(arg: str, twins) -> list[str]:
         return [f'"{SAY_AS_OPEN_IN_LITERAL}"', arg, f'"{SAY_AS_CLOSE}"']
     if whole_ref and _mentions_digits(arg, twins):
         return [_spoken_ref(whole_ref, twins)]
-    if func and _call_end(arg, func.end() - 1) == len(arg):
-        name, args = func.group(1), _split_args(arg[func.end():-1])
+    if func and call_end(arg, func.end() - 1) == len(arg):
+        name, args = func.group(1), split_args(arg[func.end():-1])
         if name == "GET" and _mentions_digits(args[0], twins) and not _mentions_digits(args[1], twins):
             if _REF.fullmatch(args[0]) and _REF.fullmatch(args[0]).group(2) in DIGIT_PARAMS:
                 return [f'"{SAY_AS_OPEN_IN_LITERAL}"', arg, f'"{SAY_AS_CLOSE}"']
@@ -186,12 +142,12 @@ def twin_value(value: Any, twins) -> Any:
         return value
     stripped = value.strip()
     func = _FUNC.match(stripped)
-    if func and _call_end(stripped, func.end() - 1) == len(stripped):
+    if func and call_end(stripped, func.end() - 1) == len(stripped):
         if func.group(1) != "CONCATENATE":
             if _mentions_digits(stripped, twins):
                 raise VoiceError(f"cannot read the digits of {value!r} by characters: build it with CONCATENATE")
             return value
-        args = _split_args(stripped[func.end():-1])
+        args = split_args(stripped[func.end():-1])
         twin_args = [part for arg in args for part in _twin_arg(arg, twins)]
         return f"$sys.func.CONCATENATE({', '.join(twin_args)})"
     return _spoken(value, twins)

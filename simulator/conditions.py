@@ -507,8 +507,8 @@ def evaluate_value(value: Any, scope: Scope) -> Any:
     return render(value, scope)
 
 
-def _match_call_end(text: str, start: int) -> int | None:
-    """Index just past the balanced parentheses of a `$sys.func.X(` starting at `start`."""
+def _outside_strings(text: str, start: int = 0):
+    """(index, char, depth) for each character outside string literals; depth counts ( and [ nesting."""
     depth, i, in_str = 0, start, False
     while i < len(text):
         c = text[i]
@@ -520,14 +520,32 @@ def _match_call_end(text: str, start: int) -> int | None:
                 in_str = False
         elif c == '"':
             in_str = True
-        elif c == "(":
-            depth += 1
-        elif c == ")":
-            depth -= 1
-            if depth == 0:
-                return i + 1
+        else:
+            if c in "([":
+                depth += 1
+            elif c in ")]":
+                depth -= 1
+            yield i, c, depth
         i += 1
+
+
+def call_end(text: str, open_paren: int) -> int | None:
+    """Index just past the bracket that closes the one at `open_paren` (string literals skipped)."""
+    for i, _c, depth in _outside_strings(text, open_paren):
+        if depth == 0:
+            return i + 1
     return None
+
+
+def split_args(inner: str) -> list[str]:
+    """A function call's argument texts, split at its top-level commas."""
+    args, start = [], 0
+    for i, c, depth in _outside_strings(inner):
+        if c == "," and depth == 0:
+            args.append(inner[start:i].strip())
+            start = i + 1
+    args.append(inner[start:].strip())
+    return args
 
 
 def render(text: str, scope: Scope) -> str:
@@ -541,7 +559,7 @@ def render(text: str, scope: Scope) -> str:
         out.append(text[i:j])
         m = _FUNC_RE.match(text, j)
         if m:
-            end = _match_call_end(text, m.end() - 1)
+            end = call_end(text, m.end() - 1)
             if end is not None:
                 out.append(to_text(Evaluator(scope).eval(parse(text[j:end]))))
                 i = end
