@@ -40,7 +40,7 @@ def wsgi_call(app, raw: bytes) -> tuple[str, bytes]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.profile", description=__doc__.splitlines()[0])
-    parser.add_argument("tags", nargs="*", default=list(TAGS), help="short tag names (default: all four)")
+    parser.add_argument("tags", nargs="*", default=list(TAGS), choices=list(TAGS), help="short tag names (default: all four)")
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--out", type=Path, default=HERE / "profiles")
     args = parser.parse_args(argv)
@@ -64,7 +64,6 @@ def main(argv: list[str] | None = None) -> int:
 
     store = Store(url)
     for short in args.tags:
-        tag = TAGS[short]
         n = args.requests
         if short == "lock":
             seed.verify_sessions(store, "lock", range(next_customer, next_customer + 2 * n))

@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict
 from cardstore.models import Customer, OtpChallenge, VerifiedSession
 from handlers import notices
 from handlers.call import Call
-from handlers.errors import ChannelNotRegistered, CustomerNotFound, InvalidParameter, OtpDisabled, OtpRateLimited
+from handlers.errors import ChannelNotRegistered, InvalidParameter, OtpDisabled, OtpRateLimited
 from handlers.values import OtpCode, PhoneE164, SmallInt, Word, e164, mask_email, mask_phone, national_digits, parse_phone
 
 CHANNELS = ("sms", "email")

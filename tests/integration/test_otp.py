@@ -1,5 +1,4 @@
 """One-time codes: expiry, single use, attempts, sends per window, channels, test numbers."""
-import datetime as dt
 
 from sqlalchemy import select, update
 

@@ -85,7 +85,7 @@ def test_run_tests_from_a_zip(tmp_path, capsys):
     """The agent can be given as a zip nesting everything under one folder."""
     import shutil
 
-    root = _export(tmp_path, {"good": GOOD})
+    _export(tmp_path, {"good": GOOD})
     archive = shutil.make_archive(str(tmp_path / "export"), "zip", root_dir=tmp_path, base_dir="agent")
     assert main(["run-tests", "--agent", archive]) == 0
 
