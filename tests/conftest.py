@@ -268,3 +268,16 @@ def caller(client, phone):
         return Caller(client, phone, session or f"session-{next(count)}", phone_number, caller_id)
 
     return factory
+
+
+# --- real browser -------------------------------------------------------------------------------------------
+
+from tests.browser import chromium, chromium_page  # noqa: E402,F401 - shared fixtures
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item, call):
+    """Keep each phase's report on the test item, so a browser fixture can screenshot a failed test."""
+    report = yield
+    setattr(item, f"rep_{report.when}", report)
+    return report
