@@ -11,7 +11,7 @@ from backoffice import records
 from backoffice.errors import NotFound
 from cardstore.models import AuditEvent, Card, Customer
 from cardstore.uow import UnitOfWork
-from handlers.values import mask_phone
+from contact import mask_phone
 
 
 def list_events(uow: UnitOfWork, *, phone_e164: str | None = None, actor: str | None = None,

@@ -20,7 +20,7 @@ from cardstore.models import (
     utcnow,
 )
 from cardstore.uow import Store, UnitOfWork
-from handlers.values import mask_phone, national_digits
+from contact import mask_phone, national_digits
 
 AUDIT_ROWS_SHOWN = 20
 

@@ -31,7 +31,8 @@ from sqlalchemy.exc import IntegrityError
 from backoffice.errors import BadInput
 from cardstore.models import CARD_STATUSES, AuditEvent, Card, Customer, utcnow
 from cardstore.uow import Store, relax_deadline
-from handlers.values import e164, parse_phone, zip_code
+from contact import e164, parse_phone
+from handlers.values import zip_code
 
 COLUMNS = ("phone_number", "name", "email", "zip_code", "card_last4", "card_vendor", "card_status")
 BATCH_CUSTOMERS = 1000

@@ -5,7 +5,7 @@ import datetime as dt
 from typing import Any
 
 from cardstore.models import AuditEvent, Card, Handoff, OutboxMessage
-from handlers.values import mask_email, mask_phone
+from contact import mask_email, mask_phone
 
 
 def when(moment: dt.datetime | None) -> str | None:

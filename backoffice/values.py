@@ -6,7 +6,7 @@ import re
 import unicodedata
 
 from backoffice.errors import BadInput
-from handlers.values import e164, mask_phone, parse_phone
+from contact import e164, mask_phone, parse_phone
 
 # Actors the software itself writes ("system:webhook", "system:fixtures" …): a person may not sign as one.
 SYSTEM_PREFIX = "system:"

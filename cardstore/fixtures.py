@@ -6,7 +6,7 @@ from pathlib import Path
 
 from cardstore.models import Card, Customer
 from cardstore.uow import Store
-from handlers.values import e164, parse_phone
+from contact import e164, parse_phone
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "customers.json"
 ACTOR = "system:fixtures"

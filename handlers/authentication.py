@@ -15,7 +15,8 @@ from cardstore.models import Customer, OtpChallenge, VerifiedSession
 from handlers import notices
 from handlers.call import Call
 from handlers.errors import ChannelNotRegistered, InvalidParameter, OtpDisabled, OtpRateLimited
-from handlers.values import OtpCode, PhoneE164, SmallInt, Word, e164, mask_email, mask_phone, national_digits, parse_phone
+from contact import e164, mask_email, mask_phone, national_digits, parse_phone
+from handlers.values import OtpCode, PhoneE164, SmallInt, Word
 
 CHANNELS = ("sms", "email")
 

@@ -11,8 +11,9 @@ import math
 import unicodedata
 from typing import Annotated, Any
 
-import phonenumbers
 from pydantic import BeforeValidator, ValidationInfo
+
+from contact import e164, parse_phone
 
 MAX_TEXT = 200  # no CX parameter we read is longer; longer input is refused, not truncated
 
@@ -86,47 +87,6 @@ def zip_code(value: Any) -> str:
     if not (text.isascii() and text.isdigit() and 3 <= len(text) <= 10):
         raise ValueError("zip code must be digits")
     return text
-
-
-def parse_phone(value: Any, region: str) -> phonenumbers.PhoneNumber:
-    """A phone number parsed with `phonenumbers`; a double (leading zero lost) is read as national digits."""
-    if isinstance(value, float) and math.isfinite(value) and value == int(value) and value > 0:
-        value = str(int(value))
-    elif isinstance(value, int) and not isinstance(value, bool):
-        value = str(value)
-    if not isinstance(value, str) or len(value) > 40:
-        raise ValueError("phone number is not a phone number")
-    text = unicodedata.normalize("NFKC", value).strip()
-    try:
-        number = phonenumbers.parse(text, region)
-    except phonenumbers.NumberParseException:
-        raise ValueError("phone number is not a phone number") from None
-    # "possible", not "valid": validity metadata lags newly allocated ranges, and a bank's records come first.
-    if not phonenumbers.is_possible_number(number):
-        raise ValueError("phone number is not a phone number")
-    return number
-
-
-def e164(number: phonenumbers.PhoneNumber) -> str:
-    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
-
-
-def national_digits(phone_e164: str) -> str:
-    """The number as the seed's output wants it: without country code, e.g. '09012345041'."""
-    number = phonenumbers.parse(phone_e164)
-    national = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.NATIONAL)
-    return "".join(ch for ch in national if ch.isdigit())
-
-
-def mask_phone(phone_e164: str) -> str:
-    """Only the last four digits, for logs and destination prompts: '*******5041'."""
-    return "*" * max(len(phone_e164) - 4, 0) + phone_e164[-4:]
-
-
-def mask_email(email: str) -> str:
-    """'hanako.sato@example.jp' -> 'h***@example.jp'."""
-    local, _, domain = email.partition("@")
-    return f"{local[:1]}***@{domain}"
 
 
 Last4 = Annotated[str, BeforeValidator(last4)]

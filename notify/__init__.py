@@ -85,7 +85,7 @@ class SmtpBackend:
 
 
 def _masked(message: OutboxMessage) -> str:
-    from handlers.values import mask_email, mask_phone
+    from contact import mask_email, mask_phone
 
     return mask_email(message.to) if message.channel == "email" else mask_phone(message.to)
 

@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Mapping, Protocol
 
-from handlers.values import mask_email
+from contact import mask_email
 from settings import Settings
 
 GOOGLE_ISSUERS = ("accounts.google.com", "https://accounts.google.com")

@@ -2,7 +2,7 @@
 `httpRequest`, `logging.googleapis.com/trace` / `spanId` / `trace_sampled`, plus our own fields (tag, session,
 latency_ms, outcome, error_code, reason).
 
-Nothing personal goes in: callers log masked values only (handlers.values.mask_phone / mask_email), only the
+Nothing personal goes in: callers log masked values only (contact.mask_phone / mask_email), only the
 fields below are written, and as a last line of defence every text value is scrubbed of anything shaped like an
 e-mail address, a phone number or a one-time code before it is written.
 """

@@ -1,0 +1,50 @@
+"""Ground floor: phone numbers and e-mail addresses — parsing, canonical forms and masking — for every room
+(the webhook's handlers, the store's fixtures, notices, the back office)."""
+from __future__ import annotations
+
+import math
+import unicodedata
+from typing import Any
+
+import phonenumbers
+
+
+def parse_phone(value: Any, region: str) -> phonenumbers.PhoneNumber:
+    """A phone number parsed with `phonenumbers`; a double (leading zero lost) is read as national digits."""
+    if isinstance(value, float) and math.isfinite(value) and value == int(value) and value > 0:
+        value = str(int(value))
+    elif isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    if not isinstance(value, str) or len(value) > 40:
+        raise ValueError("phone number is not a phone number")
+    text = unicodedata.normalize("NFKC", value).strip()
+    try:
+        number = phonenumbers.parse(text, region)
+    except phonenumbers.NumberParseException:
+        raise ValueError("phone number is not a phone number") from None
+    # "possible", not "valid": validity metadata lags newly allocated ranges, and a bank's records come first.
+    if not phonenumbers.is_possible_number(number):
+        raise ValueError("phone number is not a phone number")
+    return number
+
+
+def e164(number: phonenumbers.PhoneNumber) -> str:
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def national_digits(phone_e164: str) -> str:
+    """The number as the seed's output wants it: without country code, e.g. '09012345041'."""
+    number = phonenumbers.parse(phone_e164)
+    national = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.NATIONAL)
+    return "".join(ch for ch in national if ch.isdigit())
+
+
+def mask_phone(phone_e164: str) -> str:
+    """Only the last four digits, for logs and destination prompts: '*******5041'."""
+    return "*" * max(len(phone_e164) - 4, 0) + phone_e164[-4:]
+
+
+def mask_email(email: str) -> str:
+    """'hanako.sato@example.jp' -> 'h***@example.jp'."""
+    local, _, domain = email.partition("@")
+    return f"{local[:1]}***@{domain}"
