@@ -111,17 +111,19 @@ def test_google_certs_are_fetched_once_not_per_call(id_token_app, google_issuer)
     assert google_issuer.certs_fetches == 1
 
 
+# Claims are built when the test runs, not when the file is collected: a long suite run must not age them.
 @pytest.mark.parametrize("claims", [
-    {"exp": int(time.time()) - 120, "iat": int(time.time()) - 3720},  # expired two minutes ago
-    {"iat": int(time.time()) + 600, "exp": int(time.time()) + 4200},  # issued in the future
-    {"exp": None},  # no expiry
-    {"aud": "https://someone-else.a.run.app"},
-    {"aud": AUDIENCE + "/webhook"},
-    {"iss": "https://evil.example.com"},
-    {"iss": "https://securetoken.google.com/project"},
+    lambda now: {"exp": now - 120, "iat": now - 3720},  # expired two minutes ago
+    lambda now: {"iat": now + 600, "exp": now + 4200},  # issued in the future
+    lambda now: {"exp": None},  # no expiry
+    lambda now: {"aud": "https://someone-else.a.run.app"},
+    lambda now: {"aud": AUDIENCE + "/webhook"},
+    lambda now: {"iss": "https://evil.example.com"},
+    lambda now: {"iss": "https://securetoken.google.com/project"},
 ], ids=["expired", "future", "no-exp", "other-audience", "audience-with-path", "other-issuer", "firebase-issuer"])
 def test_tokens_that_do_not_verify_are_refused(id_token_app, google_issuer, claims, nothing_changes):
     """Expired, not yet valid, for another audience or from another issuer: 401, and nothing happens."""
+    claims = claims(int(time.time()))
     client = id_token_app.test_client()
     body = cx_request(LOCK, phone_number="09000001111", last_four_digit_of_card_number="4444",
                       lock_type="blocked", lock_reason="stolen")
