@@ -17,6 +17,10 @@ def main(argv: list[str] | None = None) -> int:
     b = sub.add_parser("build", help="assemble the agent in CX export layout: DIR and DIR.zip")
     b.add_argument("--out", required=True, type=Path, help="output folder (replaced); the zip is written beside it")
     b.add_argument("--webhook-url", help="webhook URL (default: AGENT_WEBHOOK_URL)")
+    b.add_argument("--webhooks", choices=("standard", "flexible"), default="standard",
+                   help="one standard webhook (default), or one flexible webhook per call named as its tag")
+    b.add_argument("--flexible-base-url", help="base of /flexible/<tag> (default: AGENT_FLEXIBLE_BASE_URL, else "
+                                                "the webhook URL without /webhook)")
     d = sub.add_parser("deploy", help="restore the agent from the built zip and point its webhook at the service")
     d.add_argument("--agent", required=True, help="projects/PROJECT/locations/LOCATION/agents/AGENT_ID")
     d.add_argument("--zip", type=Path, help="a zip from `build` (default: build one now)")
@@ -36,9 +40,10 @@ def main(argv: list[str] | None = None) -> int:
         return 1 if problems else 0
 
     try:
-        settings = PackSettings.from_env(agent_webhook_url=args.webhook_url)
+        settings = PackSettings.from_env(agent_webhook_url=args.webhook_url,
+                                         agent_flexible_base_url=getattr(args, "flexible_base_url", None))
         if args.command == "build":
-            zip_path = build(args.out, settings)
+            zip_path = build(args.out, settings, webhooks=args.webhooks)
             print(f"built {args.out} and {zip_path}")
             return 0
         from agentpack.deploy import DeployError, deploy
