@@ -1,4 +1,6 @@
-"""`python -m agentpack build --out DIR` · `validate [DIR]` · `deploy --agent projects/…/agents/…`."""
+"""`python -m agentpack build --out DIR [--webhooks flexible]` · `validate [DIR]` · `deploy --agent projects/…/agents/…`
+· `apply-webhooks --agent …` (Google's component → the flexible endpoints) · `install --agent …` (ours, beside
+the agent's own flows)."""
 from __future__ import annotations
 
 import argparse
@@ -25,6 +27,12 @@ def main(argv: list[str] | None = None) -> int:
     d.add_argument("--agent", required=True, help="projects/PROJECT/locations/LOCATION/agents/AGENT_ID")
     d.add_argument("--zip", type=Path, help="a zip from `build` (default: build one now)")
     d.add_argument("--webhook-url", help="webhook URL (default: AGENT_WEBHOOK_URL)")
+    a = sub.add_parser("apply-webhooks", help="point the flexible webhooks of Google's Lock card component (found by "
+                                              "name in the agent) at the service's /flexible/<tag> endpoints")
+    a.add_argument("--agent", required=True, help="projects/PROJECT/locations/LOCATION/agents/AGENT_ID")
+    a.add_argument("--webhook-url", help="the service's standard URL, …/webhook (default: AGENT_WEBHOOK_URL)")
+    a.add_argument("--flexible-base-url", help="base of /flexible/<tag> (default: AGENT_FLEXIBLE_BASE_URL, else "
+                                                "the webhook URL without /webhook)")
     v = sub.add_parser("validate", help="strict parsing, references, tags and webhook parameters of an agent folder")
     v.add_argument("dir", nargs="?", type=Path, default=None, help="built folder (default: the sources)")
     args = parser.parse_args(argv)
@@ -46,6 +54,8 @@ def main(argv: list[str] | None = None) -> int:
             zip_path = build(args.out, settings, webhooks=args.webhooks)
             print(f"built {args.out} and {zip_path}")
             return 0
+        if args.command == "apply-webhooks":
+            return _apply_webhooks(args.agent, settings)
         from agentpack.deploy import DeployError, deploy
 
         with tempfile.TemporaryDirectory() as tmp:
@@ -62,6 +72,27 @@ def main(argv: list[str] | None = None) -> int:
     except (BuildError, ValueError) as exc:
         print(f"agentpack: {exc}", file=sys.stderr)
         return 2
+
+
+def _apply_webhooks(agent: str, settings: PackSettings) -> int:
+    from agentpack import apply
+    from agentpack.deploy import DeployError
+    from agentpack.flexible import base_url
+
+    if "YOUR-WEBHOOK-HOST" in base_url(settings):
+        print("agentpack: give the service's URL (--webhook-url, --flexible-base-url or AGENT_WEBHOOK_URL)",
+              file=sys.stderr)
+        return 2
+    try:
+        done = apply.apply_flexible_webhooks(agent, settings, apply.webhooks_client_for(agent))
+    except DeployError as exc:
+        print(f"agentpack: {exc}", file=sys.stderr)
+        return 2
+    for tag, name in done.updated:
+        print(f"updated {tag} ({name})")
+    for tag in done.absent:
+        print(f"not in the agent (left alone): {tag}")
+    return 0
 
 
 if __name__ == "__main__":
