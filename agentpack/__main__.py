@@ -33,6 +33,15 @@ def main(argv: list[str] | None = None) -> int:
     a.add_argument("--webhook-url", help="the service's standard URL, …/webhook (default: AGENT_WEBHOOK_URL)")
     a.add_argument("--flexible-base-url", help="base of /flexible/<tag> (default: AGENT_FLEXIBLE_BASE_URL, else "
                                                 "the webhook URL without /webhook)")
+    i = sub.add_parser("install", help="add our Lock card and Authentication flows (with their intents, entity "
+                                       "types and webhooks) to an agent that has other flows, keeping them")
+    i.add_argument("--agent", required=True, help="projects/PROJECT/locations/LOCATION/agents/AGENT_ID")
+    i.add_argument("--webhooks", choices=("standard", "flexible"), default="standard",
+                   help="the build to install: one standard webhook (default) or the flexible ones")
+    i.add_argument("--webhook-url", help="webhook URL (default: AGENT_WEBHOOK_URL)")
+    i.add_argument("--flexible-base-url", help="base of /flexible/<tag> (default: AGENT_FLEXIBLE_BASE_URL)")
+    i.add_argument("--replace-existing", action="store_true",
+                   help="overwrite, in place, resources of our names that agentpack did not install")
     v = sub.add_parser("validate", help="strict parsing, references, tags and webhook parameters of an agent folder")
     v.add_argument("dir", nargs="?", type=Path, default=None, help="built folder (default: the sources)")
     args = parser.parse_args(argv)
@@ -56,6 +65,8 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.command == "apply-webhooks":
             return _apply_webhooks(args.agent, settings)
+        if args.command == "install":
+            return _install(args, settings)
         from agentpack.deploy import DeployError, deploy
 
         with tempfile.TemporaryDirectory() as tmp:
@@ -92,6 +103,26 @@ def _apply_webhooks(agent: str, settings: PackSettings) -> int:
         print(f"updated {tag} ({name})")
     for tag in done.absent:
         print(f"not in the agent (left alone): {tag}")
+    return 0
+
+
+def _install(args: argparse.Namespace, settings: PackSettings) -> int:
+    from agentpack import install
+    from agentpack.deploy import DeployError
+
+    with tempfile.TemporaryDirectory() as tmp:
+        built = Path(tmp) / "agent"
+        build(built, settings, webhooks=args.webhooks)
+        try:
+            done = install.install(args.agent, built, install.clients_for(args.agent),
+                                   replace_existing=args.replace_existing)
+        except DeployError as exc:
+            print(f"agentpack: {exc}", file=sys.stderr)
+            return 2
+    print(f"installed into {done.agent} ({', '.join(done.languages)})")
+    for label, items in (("created", done.created), ("updated", done.updated), ("deleted", done.deleted)):
+        for item in items:
+            print(f"{label} {item}")
     return 0
 
 
