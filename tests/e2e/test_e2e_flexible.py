@@ -250,3 +250,14 @@ def test_webhook_not_found_from_an_unreachable_url(dial, service):
     session.send(text="4444")
     turn = handed_over(session.send(text="はい"), "webhook_not_found")
     assert turn.webhook_calls[-1].error == "webhook.error.not-found"
+
+
+def test_max_no_match_three_unknown_numbers(dial):
+    """max_no_match: a chat caller types three numbers no customer has. verify_user answers only
+    `user_found: false`, so its mapping clears phone_number; the flow still counts each typed number."""
+    session = dial("ja")
+    session.send(text="カードをロックしたい")
+    for number in ("09099998888", "09099998887"):
+        turn = session.send(text=number)
+        assert turn.page == "> collect phone number" and not turn.ended
+    handed_over(session.send(text="09099998886"), "max_no_match")
