@@ -8,7 +8,7 @@ from sqlalchemy import func, select
 from cardstore.models import AuthToken, Card, Customer, LockTicket
 from handlers.authentication import CREDENTIAL_SHAPE
 from simulator.webhooks import event_for_status
-from tests.conftest import cx_request
+from tests.conftest import Caller, cx_request
 from tests.flexible import TAGS, FlexibleCaller
 from webhook.dispatch import ErrorCode
 from webhook.flexible import CHALLENGE_SHAPE, CONTRACTS, STATUS
@@ -272,3 +272,34 @@ def test_seed_dialog_1_through_flexible_endpoints(flex, store, phone):
     assert ticket["card_status"] == "inactive"
     assert hanako.ok("reissue_card", last_four_digit_of_card_number=4444.0, zip_code=12345.0)["acknowledgement_number"]
     assert card_status(store, "+819000001111", "4444") == "inactive"
+
+
+def test_both_edges_share_the_send_limit_and_the_failure_count(flex, caller, phone, make_app):
+    """Codes sent through /webhook and /flexible count against one OTP_SEND_LIMIT per customer; wrong codes through
+    either count toward one OTP_FAILURE_LIMIT: the same handler functions apply the same rules."""
+    standard, flexible = caller("09012345041"), flex("09012345041")
+    for _ in range(3):
+        standard.call("send_otp", otp_channel="sms")
+    flexible.send_code()
+    flexible.send_code()
+    limited = flexible.post("send_otp", otp_channel="sms")
+    assert limited.status_code == 429 and limited.get_json()["error"]["code"] == "OTP_RATE_LIMITED"
+    assert standard.call("send_otp", otp_channel="sms")["webhook_error_code"] == "OTP_RATE_LIMITED"
+
+
+def test_wrong_codes_on_both_edges_disable_otp_together(make_app, phone):
+    """With OTP_FAILURE_LIMIT=4, two wrong codes on each edge disable OTP for the customer on both."""
+    app = make_app(otp_failure_limit=4)
+    client = app.test_client()
+    standard = Caller(client, phone, "limits", "09000001111")
+    flexible = FlexibleCaller(client, phone)
+    standard.call("send_otp", otp_channel="sms")
+    flexible.send_code()
+    wrong = "000000" if phone.last_code() != "000000" else "111111"
+    standard.call("verify_otp", otp_code=wrong)
+    standard.call("verify_otp", otp_code=wrong)
+    assert flexible.type_code(wrong)["otp_verified"] is False
+    assert flexible.type_code(wrong)["otp_verified"] is False  # the fourth wrong code in a row
+    refused = flexible.post("send_otp", otp_channel="sms")
+    assert refused.status_code == 403 and refused.get_json()["error"]["code"] == "OTP_DISABLED"
+    assert standard.call("send_otp", otp_channel="sms")["webhook_error_code"] == "OTP_DISABLED"
