@@ -48,6 +48,10 @@ class FlexibleCall:
 _PHONE = ("phone_number", "$session.params.phone_number")
 _CARD = ("last_four_digit_of_card_number", "$session.params.last_four_digit_of_card_number")
 _TOKEN = ("auth_token", "$session.params.auth_token")
+# The language of the SMS or e-mail a call sends (the service's default, ja, when null). CX documents no
+# request-body reference to the conversation's language, so it is a session parameter the bank's integration may
+# set (QueryParameters.parameters), as the standard webhook reads languageCode from the request.
+_LANGUAGE = ("language_code", "$session.params.language_code")
 
 FLEXIBLE_CALLS: tuple[FlexibleCall, ...] = (
     # No number (a chat, a withheld caller ID) is `user_found: false`, and the flow asks for it.
@@ -57,9 +61,9 @@ FLEXIBLE_CALLS: tuple[FlexibleCall, ...] = (
     # The component's own retry limit ($flow.max_otp_retry_count) may lower the service's, never raise it.
     FlexibleCall("prebuilt_components_authentication:send_otp",
                  (_PHONE, ("otp_channel", "$session.params.otp_channel"),
-                  ("max_otp_retry_count", "$flow.max_otp_retry_count")),
+                  ("max_otp_retry_count", "$flow.max_otp_retry_count"), _LANGUAGE),
                  ("otp_sent", "otp_channel", "otp_destination_masked", "otp_expires_in_s", "otp_challenge"),
-                 optional=("max_otp_retry_count",)),
+                 optional=("max_otp_retry_count", "language_code")),
     FlexibleCall("prebuilt_components_authentication:verify_otp",
                  (_PHONE, ("otp_challenge", "$session.params.otp_challenge"), ("otp_code", "$session.params.otp_code")),
                  ("otp_verified", "otp_attempts_left", "auth_level", "otp_expired", "transfer_reason", "auth_token")),
@@ -69,11 +73,12 @@ FLEXIBLE_CALLS: tuple[FlexibleCall, ...] = (
     FlexibleCall("prebuilt_components_lock_card:validate_card", (_PHONE, _CARD, _TOKEN),
                  ("card_found", "zip_code", "card_vendor", "card_status"), seed=True),
     FlexibleCall("prebuilt_components_lock_card:lock_card_ticket_number",
-                 (_PHONE, _CARD, ("lock_type", "$flow.lock_type"), ("lock_reason", "$flow.lock_reason"), _TOKEN),
-                 ("ticket_number", "card_status"), seed=True),
+                 (_PHONE, _CARD, ("lock_type", "$flow.lock_type"), ("lock_reason", "$flow.lock_reason"), _TOKEN,
+                  _LANGUAGE),
+                 ("ticket_number", "card_status"), seed=True, optional=("language_code",)),
     FlexibleCall("prebuilt_components_lock_card:reissue_card_number",
-                 (_PHONE, _CARD, ("zip_code", "$session.params.zip_code"), _TOKEN),
-                 ("acknowledgement_number", "delivery_business_days"), seed=True),
+                 (_PHONE, _CARD, ("zip_code", "$session.params.zip_code"), _TOKEN, _LANGUAGE),
+                 ("acknowledgement_number", "delivery_business_days"), seed=True, optional=("language_code",)),
     FlexibleCall("prebuilt_components_lock_card:request_reactivation", (_PHONE, _CARD, _TOKEN), ("handoff_id",)),
 )
 CALLS_BY_TAG = {call.tag: call for call in FLEXIBLE_CALLS}

@@ -111,13 +111,16 @@ class _Recording:
 @pytest.mark.parametrize("lang", ["ja", "en"])
 def test_dialog_1_unauthenticated_caller_with_several_cards(dial, service, phone, lang):
     """Dialog 1 through flexible webhooks: verify_user, send_otp, verify_otp (which hands back the credential),
-    the card reads, a second code for the card holder, and the lock, each at its own URL."""
-    turns = replay(dial(lang, phone_number="09000001111"), lang, DIALOG_1[lang])
+    the card reads, a second code for the card holder, and the lock, each at its own URL; the SMS in the language
+    the session's language_code names."""
+    turns = replay(dial(lang, phone_number="09000001111", language_code=lang), lang, DIALOG_1[lang])
     turn = turns[-1]
     assert turn.ended and turn.params.get("transfer_reason") is None
     assert turn.params["card_status"] == "inactive" and turn.params["last_four_digit_of_card_number"] == "4444"
     shared = [m for m in phone.messages("+819000001111") if m["kind"] == "lock_ticket"]
     assert len(shared) == 1 and str(int(turn.params["ticket_number"])) in shared[0]["body"]
+    # The bank's integration set language_code: the SMS speaks the caller's language.
+    assert ("Your request number is" in shared[0]["body"]) == (lang == "en")
     calls = only_flexible_calls(turns, service)
     assert [c.tag.split(":")[1] for c in calls] == [
         "verify_user", "send_otp", "verify_otp", "get_card_details", "validate_card", "send_otp", "verify_otp",
