@@ -148,3 +148,23 @@ def test_cli_build_flexible_with_its_own_base_url(tmp_path, monkeypatch):
                  "--flexible-base-url", "https://cards.bank.example/api/"]) == 0
     uris = {h["genericWebService"]["uri"] for h in hooks(tmp_path / "a").values()}
     assert uris == {f"https://cards.bank.example/api/flexible/{t}" for t in TAGS}
+
+
+def test_the_readme_shows_exactly_what_the_build_generates():
+    """Every webhook's paste-able block in the README (URL, body, response configuration) is what agentpack
+    writes, so a bank pasting by hand and one running the build or apply-webhooks configure the same thing."""
+    import re
+
+    from agentfacts import REPO
+
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    section = text.split("### The webhook settings to paste", 1)[1].split("\n## ", 1)[0]
+    for call in FLEXIBLE_CALLS:
+        block = re.search(re.escape(f"**`{call.tag}`**") + r".*?URL `https://SERVICE/flexible/([^`]+)`, method `POST`"
+                          r".*?```json\n(.*?)\n```\n\nResponse configuration \(parameter ← JSONPath\): (.*?)\.\n",
+                          section, flags=re.S)
+        assert block, call.tag
+        assert block.group(1) == call.tag
+        assert block.group(2) == call.request_body()
+        mapping = dict(re.findall(r"`([^`]+)` ← `([^`]+)`", block.group(3)))
+        assert mapping == call.parameter_mapping(), call.tag
