@@ -74,6 +74,7 @@ def test_only_the_owned_fields_are_in_the_mask(imported):
 
 
 def test_the_banks_own_webhook_is_left_alone(imported):
+    """A webhook of another name is neither read into nor written."""
     (loans,) = imported.named("webhook", "bank_loans")
     before = cx.Webhook.to_json(imported.get("webhook", loans))
     apply_flexible_webhooks(AGENT, SETTINGS, imported)
@@ -110,6 +111,7 @@ def test_two_webhooks_of_one_name_are_refused_unchanged(imported):
 
 
 def test_basic_auth_settings_are_applied_instead(imported):
+    """AGENT_WEBHOOK_AUTH=basic: the username and password go in instead of the service agent's token."""
     settings = PackSettings(agent_webhook_url="https://svc.example/webhook", agent_webhook_auth="basic",
                             agent_webhook_username="cx", agent_webhook_password="s3cret")
     apply_flexible_webhooks(AGENT, settings, imported)

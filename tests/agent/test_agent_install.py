@@ -34,7 +34,7 @@ def built_flexible(tmp_path_factory):
     return out
 
 
-def text(message: str, route=None) -> cx.Fulfillment:
+def text(message: str) -> cx.Fulfillment:
     return cx.Fulfillment(messages=[cx.ResponseMessage(text=cx.ResponseMessage.Text(text=[message]))])
 
 
@@ -189,6 +189,7 @@ def test_the_flexible_build_installs_its_webhooks(bank, built_flexible):
 
 
 def test_install_needs_a_built_folder(bank, tmp_path):
+    """The sources are not an install: the build adds the webhooks and the voice."""
     with pytest.raises(DeployError, match="not a built agent folder"):
         install(AGENT, tmp_path, install_module.Clients(*[bank] * 6))
 
