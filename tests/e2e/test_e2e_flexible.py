@@ -264,3 +264,26 @@ def test_max_no_match_three_unknown_numbers(dial):
         turn = session.send(text=number)
         assert turn.page == "> collect phone number" and not turn.ended
     handed_over(session.send(text="09099998886"), "max_no_match")
+
+
+def test_webhook_error_from_a_4xx_the_card_changed_meanwhile(dial, service, sqlite_url, phone):
+    """webhook_error: between validate_card (active) and the lock, the card is blocked by another channel; the lock
+    answers 409 INVALID_TRANSITION (CX: webhook.error), nothing is locked twice, no ticket is sent."""
+    import sqlalchemy as sa
+
+    session = at_card_prompt(dial)
+    for said in ("4444", "はい"):
+        session.send(text=said)
+    engine = sa.create_engine(sqlite_url)
+    with engine.begin() as conn:
+        conn.execute(sa.text("UPDATE cards SET status = 'blocked' WHERE last4 = '4444' AND customer_id = "
+                             "(SELECT id FROM customers WHERE phone_e164 = '+819000001111')"))
+    for said in ("一時的にロックする", "破損した", "スマートフォンに送信", "123456"):
+        session.send(text=said)
+    turn = handed_over(session.send(text="はい"), "webhook_error")
+    assert service.calls[-1] == (FLEXIBLE_PATH + "prebuilt_components_lock_card:lock_card_ticket_number", 409)
+    assert "ticket_number" not in turn.params
+    assert not [m for m in phone.messages("+819000001111") if m["kind"] == "lock_ticket"]
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM lock_tickets")).scalar() == 0
+    engine.dispose()
