@@ -109,7 +109,12 @@ def _apply_webhooks(agent: str, settings: PackSettings) -> int:
 def _install(args: argparse.Namespace, settings: PackSettings) -> int:
     from agentpack import install
     from agentpack.deploy import DeployError
+    from agentpack.flexible import base_url
 
+    if "YOUR-WEBHOOK-HOST" in (base_url(settings) if args.webhooks == "flexible" else settings.agent_webhook_url):
+        print("agentpack: give the service's URL (--webhook-url, --flexible-base-url or AGENT_WEBHOOK_URL)",
+              file=sys.stderr)
+        return 2
     with tempfile.TemporaryDirectory() as tmp:
         built = Path(tmp) / "agent"
         build(built, settings, webhooks=args.webhooks)

@@ -195,8 +195,12 @@ def test_install_needs_a_built_folder(bank, tmp_path):
 
 
 def test_cli_install(bank, monkeypatch, capsys):
-    """`python -m agentpack install --agent … --webhook-url …` builds, installs, and says what it did."""
+    """`python -m agentpack install --agent … --webhook-url …` builds, installs, and says what it did; without a
+    URL it refuses."""
     monkeypatch.setattr(install_module, "clients_for", lambda agent: install_module.Clients(*[bank] * 6))
+    monkeypatch.delenv("AGENT_WEBHOOK_URL", raising=False)
+    assert main(["install", "--agent", AGENT]) == 2  # the placeholder URL would install a webhook to nowhere
+    assert bank.writes == []
     assert main(["install", "--agent", AGENT, "--webhook-url", "https://svc.example/webhook"]) == 0
     out = capsys.readouterr().out
     assert "installed into" in out and "created flow Lock card" in out
