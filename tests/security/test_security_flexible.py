@@ -16,7 +16,9 @@ from sqlalchemy import select, update
 from backoffice import customers as backoffice_customers
 from cardstore.models import AuthToken, Card, Customer, VerifiedSession
 from tests.flexible import TAGS, FlexibleCaller
+from tests.security.support import AUDIENCE, DIALOGFLOW_AGENT
 from tests.store_state import unchanged
+from webhook.app import service_of
 from webhook.logs import CloudLoggingFormatter
 
 LOCK = {"last_four_digit_of_card_number": "4444", "lock_type": "blocked", "lock_reason": "stolen"}
@@ -270,3 +272,33 @@ def test_a_credential_never_appears_in_a_log_line(flex, phone, log_lines, capfd)
     for secret in (token, token[5:], challenge, challenge[5:], code):
         for written in (lines, out, err):
             assert secret not in written
+
+
+# --- the caller check on flexible URLs ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("configured", [AUDIENCE, AUDIENCE + "/", AUDIENCE + "/webhook"],
+                         ids=["service-url", "trailing-slash", "webhook-url-as-cloudbuild-sets-it"])
+def test_the_service_agents_token_for_a_flexible_url_is_accepted(make_app, google_issuer, phone, configured):
+    """CX's service-agent ID token names the URL it calls: for /flexible/<tag> that is the configured service URL
+    (with or without /webhook) plus the flexible path, and it is served."""
+    app = make_app(webhook_auth="google-id-token", webhook_audience=configured,
+                   webhook_allowed_service_accounts=DIALOGFLOW_AGENT,
+                   webhook_id_token_certs_url=google_issuer.certs_url)
+    url = AUDIENCE + "/flexible/" + TAGS["verify_user"]
+    bank = FlexibleCaller(app.test_client(), phone)
+    response = bank.post("verify_user", headers={"Authorization": "Bearer " + google_issuer.token(aud=url)})
+    assert response.status_code == 200, response.get_data(as_text=True)
+
+
+@pytest.mark.parametrize("aud", ["https://someone-else.a.run.app/flexible/" + TAGS["lock_card"],
+                                 AUDIENCE + "/flexible/prebuilt_components_lock_card:unlock_all",
+                                 AUDIENCE + "/flexible/", AUDIENCE + "/elsewhere/" + TAGS["lock_card"]],
+                         ids=["other-service", "unknown-tag", "no-tag", "other-path"])
+def test_a_token_for_another_url_is_refused_on_flexible_endpoints(id_token_app, google_issuer, phone, aud):
+    """A genuine service-agent token for another service, or for a path that is no webhook of ours: 401, nothing
+    changes."""
+    bank = FlexibleCaller(id_token_app.test_client(), phone)
+    with unchanged(service_of(id_token_app).store):
+        response = bank.post("lock_card", headers={"Authorization": "Bearer " + google_issuer.token(aud=aud)},
+                             auth_token="lcat_" + "A" * 43, **LOCK)
+    refused(response, 401, "UNAUTHENTICATED")
