@@ -219,17 +219,20 @@ VALID = {"phone_number": "09000001111", "last_four_digit_of_card_number": "4444"
 @settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(action=st.sampled_from(sorted(FIELDS)), data=st.data())
 def test_every_parameter_hostile_is_a_clear_error_or_a_harmless_answer(hanako, store, action, data):
-    """One field at a time made hostile (the others valid, a lock that would change a card, a reissue to the wrong
-    zip, an unknown channel): never a 5xx, an error body on every refusal, and the store unchanged unless the call
-    was a 200 that may legitimately change it (none of these can: each body holds one bad or refused value)."""
+    """One field at a time made hostile, the others such that no call can complete a change (a reissue to the wrong
+    zip, an unknown channel, a forged credential, an active card to reactivate): never a 5xx, an error body on every
+    refusal, and the store unchanged."""
     field = data.draw(st.sampled_from(FIELDS[action]))
     value = data.draw(hostile)
     body = {k: VALID.get(k) for k in FIELDS[action] if k != "auth_token"}
     body["auth_token"] = hanako.auth_token
     body[field] = value
-    if action in ("lock_card",) and field not in ("auth_token", "phone_number"):
-        # Only the hostile field may make the lock valid; keep it refused unless that field is the culprit.
+    # A hostile value may happen to be a valid one (null is "absent": otp_channel then defaults to sms), so the call
+    # is kept one a valid value cannot complete: a lock with a forged credential, a code to nobody's number.
+    if action == "lock_card" and field not in ("auth_token", "phone_number"):
         body["auth_token"] = "lcat_" + "Z" * 43
+    if action == "send_otp" and field != "phone_number":
+        body["phone_number"] = "09099998888"
     body = {k: v for k, v in body.items() if k in FIELDS[action]}
     with unchanged(store):
         response = hanako.client.post(f"/flexible/{TAGS[action]}", json=body)
