@@ -54,10 +54,12 @@ _TOKEN = ("auth_token", "$session.params.auth_token")
 _LANGUAGE = ("language_code", "$session.params.language_code")
 
 FLEXIBLE_CALLS: tuple[FlexibleCall, ...] = (
-    # No number (a chat, a withheld caller ID) is `user_found: false`, and the flow asks for it.
-    FlexibleCall("prebuilt_components_authentication:verify_user", (_PHONE,),
+    # No number (a chat, a withheld caller ID) is `user_found: false`, and the flow asks for it. CX documents the
+    # telephony caller ID only inside the standard request's payload, so here it is a session parameter a bank's
+    # telephony integration may set; unset, it renders null and the number is asked for.
+    FlexibleCall("prebuilt_components_authentication:verify_user", (_PHONE, ("caller_id", "$session.params.caller_id")),
                  ("user_found", "phone_number", "auth_level", "registered_phone_last4", "email_registered",
-                  "card_count"), optional=("phone_number",)),
+                  "card_count"), optional=("phone_number", "caller_id")),
     # The component's own retry limit ($flow.max_otp_retry_count) may lower the service's, never raise it.
     FlexibleCall("prebuilt_components_authentication:send_otp",
                  (_PHONE, ("otp_channel", "$session.params.otp_channel"),

@@ -169,6 +169,15 @@ def test_without_a_number_the_caller_is_asked_for_it(dial):
     says(turn, "セキュリティ上の理由から、本人確認が必要なため、コードを送信します。コードをスマートフォンで受け取りますか?")
 
 
+def test_a_caller_id_the_integration_put_in_the_session_identifies_the_caller(dial):
+    """On the phone, a bank's telephony integration that sets caller_id as a session parameter spares the caller
+    the question: verify_user finds them by it, and the code is offered at once."""
+    session = dial("ja", caller_id="+81 90-0000-1111")
+    turn = session.send(text="カードをロックしたい")
+    says(turn, "セキュリティ上の理由から、本人確認が必要なため、コードを送信します。コードをスマートフォンで受け取りますか?")
+    assert turn.webhook_calls[0].request == {"phone_number": None, "caller_id": "+81 90-0000-1111"}
+
+
 # --- every transfer_reason ------------------------------------------------------------------------------------
 
 def at_card_prompt(dial, **kw):
