@@ -208,3 +208,50 @@ def test_cli_install(bank, monkeypatch, capsys):
     assert bank.get("webhook", hook).generic_web_service.uri == "https://svc.example/webhook"
     assert main(["install", "--agent", AGENT, "--webhook-url", "https://svc.example/webhook"]) == 0
     assert "created" not in capsys.readouterr().out
+
+
+def test_installed_flows_and_pages_say_what_the_build_says(bank, built):
+    """Read back from the agent, with resource names turned into display names again, every installed flow and
+    page in each language is the built one in that language: no route, handler, preset, message or form parameter
+    lost or changed on the way."""
+    import json
+
+    from agentpack.install import SYSTEM_ENTITY, _for_language
+    from agentpack.validate import to_api_json
+
+    install(AGENT, built, install_module.Clients(*[bank] * 6))
+    pack = package(built)
+    display = {n: bank.get(kind, n).display_name for kind in bank.store for n in bank.store[kind]}
+    symbolic = {"End Flow": "END_FLOW", "End Session": "END_SESSION"}
+
+    def back(node):
+        if isinstance(node, dict):
+            return {k: back(v) for k, v in node.items() if k != "name"}
+        if isinstance(node, list):
+            return [back(v) for v in node]
+        if isinstance(node, str):
+            if node.startswith(SYSTEM_ENTITY):
+                return "@" + node[len(SYSTEM_ENTITY):]
+            if "/pages/" in node and node.rsplit("/", 1)[1].isupper():
+                return node.rsplit("/", 1)[1]
+            if node in display:
+                return ("@" if "/entityTypes/" in node else "") + display[node]
+            return symbolic.get(node, node)
+        return node
+
+    def as_built(resource, kind, lang):
+        data = to_api_json(_for_language(resource, lang))
+        parsed = kind.from_json(json.dumps(data), ignore_unknown_fields=False)
+        return back(json.loads(kind.to_json(parsed)))
+
+    for flow in INSTALL_FLOWS:
+        (flow_name,) = bank.named("flow", flow)
+        for lang in ("ja", "en"):
+            got = back(json.loads(cx.Flow.to_json(bank.get("flow", flow_name, lang))))
+            want = as_built(pack.flows[flow], cx.Flow, lang)
+            want["description"] = got["description"]  # plus the install marker
+            assert got == want, (flow, lang)
+            for page_name, page in pack.pages[flow].items():
+                (name,) = bank.named("page", page_name, flow_name)
+                got = back(json.loads(cx.Page.to_json(bank.get("page", name, lang))))
+                assert got == as_built(page, cx.Page, lang), (flow, page_name, lang)
