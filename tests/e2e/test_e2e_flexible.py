@@ -296,3 +296,21 @@ def test_webhook_error_from_a_4xx_the_card_changed_meanwhile(dial, service, sqli
     with engine.connect() as conn:
         assert conn.execute(sa.text("SELECT count(*) FROM lock_tickets")).scalar() == 0
     engine.dispose()
+
+
+def test_the_flexible_builds_test_cases_pass(flexible_agent, make_app, sqlite_template, tmp_path):
+    """The stored test cases the flexible build ships (dialogs 1 and 3, ja and en) replay against the flexible
+    endpoints, each on a fresh store, with no trust in an upstream auth level."""
+    import shutil
+
+    from simulator.testcases import format_results, run_test_cases
+
+    names = sorted(tc["displayName"] for tc in flexible_agent.test_cases)
+    assert [n.split(":")[0] for n in names] == ["seed 1 en", "seed 1 ja", "seed 3 en", "seed 3 ja"]
+    results = []
+    for i, name in enumerate(names):
+        store = tmp_path / f"store{i}.sqlite3"
+        shutil.copy(sqlite_template, store)
+        app = make_app(database_url=f"sqlite:///{store}", otp_test_numbers=OTP_TEST_NUMBERS)
+        results += run_test_cases(flexible_agent, webhook=app, names=[name])
+    assert all(r.passed for r in results), format_results(results)
