@@ -1,7 +1,8 @@
 """Entry points only.
 
 - `main.app`: the WSGI app for gunicorn / Cloud Run (`gunicorn main:app`), built on first request.
-- `main.webhook`: the same dispatch as a functions-framework function (`functions-framework --target=webhook`).
+- `main.webhook`: the same dispatch as a functions-framework function (`functions-framework --target=webhook`);
+  it receives every path: /flexible/<tag> goes to the flexible edge, anything else to the standard webhook.
 - `flask --app main …` finds `create_app` and serves the CLI (`store`, and the back-office commands).
 
 Each name is resolved on first use (a module `__getattr__`, PEP 562), so `import main` alone costs about what
@@ -51,7 +52,7 @@ def _webhook_function():
     import functions_framework
 
     from webhook.app import Misconfigured, misconfigured_response, service_of
-    from webhook.http import serve
+    from webhook.http import serve_any_path
 
     @functions_framework.http
     def webhook(request):
@@ -59,7 +60,7 @@ def _webhook_function():
             service = service_of(_current_app().get())
         except Misconfigured as exc:
             return misconfigured_response(exc)
-        return serve(request, service)
+        return serve_any_path(request, service)
 
     webhook.__qualname__ = "webhook"
     return webhook

@@ -2,7 +2,9 @@
 
 The agent's sources are CX JSON export files at the repository root (`flows/`, `entities/`, `intents/`,
 `testCases/`); `build` assembles them with an `agent.json` and the webhook definition generated from settings
-into the layout *Restore agent* accepts. Knows CX JSON; knows nothing of the webhook's internals.
+into the layout *Restore agent* accepts (`--webhooks flexible`: one flexible webhook per call, `flexible.py`);
+`deploy` restores it into an empty agent, `install` adds our flows beside an agent's own, `apply` points Google's
+imported component at the service. Knows CX JSON; knows nothing of the webhook's internals.
 """
 from agentpack.build import WEBHOOK_DISPLAY_NAME, build
 

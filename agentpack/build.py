@@ -44,16 +44,21 @@ def agent_json(settings: PackSettings) -> dict:
     }
 
 
+def web_service_auth(settings: PackSettings) -> dict:
+    """How CX authenticates to the service, as genericWebService fields (standard and flexible webhooks alike)."""
+    if settings.agent_webhook_auth == "service_agent":
+        return {"serviceAgentAuth": "ID_TOKEN"}
+    if settings.agent_webhook_auth == "basic":
+        return {"username": settings.agent_webhook_username, "password": settings.agent_webhook_password}
+    if settings.agent_webhook_auth == "header":
+        return {"requestHeaders": [{"key": k, "value": v} for k, v in settings.agent_webhook_headers.items()]}
+    return {}
+
+
 def webhook_json(settings: PackSettings) -> dict:
     """The one standard webhook every page calls, told apart by tag."""
     service: dict = {"uri": settings.agent_webhook_url, "webhookType": "STANDARD", "httpMethod": "POST"}
-    if settings.agent_webhook_auth == "service_agent":
-        service["serviceAgentAuth"] = "ID_TOKEN"
-    elif settings.agent_webhook_auth == "basic":
-        service["username"] = settings.agent_webhook_username
-        service["password"] = settings.agent_webhook_password
-    elif settings.agent_webhook_auth == "header":
-        service["requestHeaders"] = [{"key": k, "value": v} for k, v in settings.agent_webhook_headers.items()]
+    service.update(web_service_auth(settings))
     return {
         "name": str(uuid.uuid5(_NS, "webhook/" + WEBHOOK_DISPLAY_NAME)),
         "displayName": WEBHOOK_DISPLAY_NAME,
@@ -62,8 +67,18 @@ def webhook_json(settings: PackSettings) -> dict:
     }
 
 
-def build(out: Path | str, settings: PackSettings | None = None, source: Path | str = REPO) -> Path:
-    """Write the agent in CX export layout into `out` (replaced) and `out`.zip; return the zip's path."""
+WEBHOOK_KINDS = ("standard", "flexible")
+
+
+def build(out: Path | str, settings: PackSettings | None = None, source: Path | str = REPO,
+          webhooks: str = "standard") -> Path:
+    """Write the agent in CX export layout into `out` (replaced) and `out`.zip; return the zip's path.
+
+    `webhooks="standard"`: one standard webhook, every page calls it by tag. `"flexible"`: one FLEXIBLE webhook per
+    call, named as its tag (`agentpack.flexible`), and the pages call those; test cases that inject an upstream
+    `auth_level` are left out (an upstream credential cannot be injected into a stored test case)."""
+    if webhooks not in WEBHOOK_KINDS:
+        raise BuildError(f"webhooks must be one of {', '.join(WEBHOOK_KINDS)}, not {webhooks!r}")
     settings = settings or PackSettings.from_env()
     out, source = Path(out), Path(source)
     if out.resolve() in (source.resolve(), *[(source / s).resolve() for s in SOURCES]):
@@ -82,7 +97,21 @@ def build(out: Path | str, settings: PackSettings | None = None, source: Path | 
     except VoiceError as exc:
         raise BuildError(f"voice: {exc}") from exc
     _write(out / "agent.json", agent_json(settings))
-    _write(out / "webhooks" / f"{WEBHOOK_DISPLAY_NAME}.json", webhook_json(settings))
+    if webhooks == "flexible":
+        from agentpack import flexible
+
+        try:
+            flexible.use_flexible_webhooks(out / "flows", WEBHOOK_DISPLAY_NAME)
+        except ValueError as exc:
+            raise BuildError(str(exc)) from exc
+        for name, hook in flexible.webhooks_for(settings):
+            _write(out / "webhooks" / name, hook)
+        for case in sorted((out / "testCases").glob("*.json")):
+            turns = json.loads(case.read_text(encoding="utf-8")).get("testCaseConversationTurns") or [{}]
+            if "auth_level" in (turns[0].get("userInput") or {}).get("injectedParameters", {}):
+                case.unlink()
+    else:
+        _write(out / "webhooks" / f"{WEBHOOK_DISPLAY_NAME}.json", webhook_json(settings))
 
     zip_path = out.with_name(out.name + ".zip")
     with zipfile.ZipFile(zip_path, "w", zipfile.ZIP_DEFLATED) as zf:

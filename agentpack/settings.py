@@ -17,6 +17,9 @@ class PackSettings:
     # service_agent: CX's service agent sends a Google ID token (the service stays private; default).
     # basic: AGENT_WEBHOOK_USERNAME / AGENT_WEBHOOK_PASSWORD. header: AGENT_WEBHOOK_HEADERS "Name: value; …".
     # none: no authentication (local demos only).
+    # The flexible endpoints' base (`--webhooks flexible`): each webhook is BASE/flexible/<tag>. Default: the
+    # standard URL without its trailing /webhook (the same service).
+    agent_flexible_base_url: str | None = None
     agent_webhook_auth: Literal["service_agent", "basic", "header", "none"] = "service_agent"
     agent_webhook_username: str | None = None
     agent_webhook_password: str | None = None

@@ -367,6 +367,35 @@ def tag_contract() -> tuple[dict[str, set[str]], dict[str, set[str]]]:
     return required, returned
 
 
+_BODY_REF = re.compile(r"\$(session\.params|flow)\.([A-Za-z_][\w\-]*)")
+
+
+def flexible_contract(webhooks: dict[str, dict]) -> tuple[dict[str, set[str]], dict[str, set[str]]]:
+    """For FLEXIBLE webhooks, from their own definitions: the parameters each request body reads (`$flow.x` kept
+    apart, a field our table marks optional left out) and those its parameterMapping sets, keyed by display name
+    (the tag, in the flexible build)."""
+    from agentpack.flexible import CALLS_BY_TAG
+
+    required, returned = {}, {}
+    for name, hook in webhooks.items():
+        service = hook.get("genericWebService") or {}
+        if service.get("webhookType") != "FLEXIBLE":
+            continue
+        call = CALLS_BY_TAG.get(name)
+        try:
+            body = json.loads(service.get("requestBody") or "{}")
+        except ValueError:
+            body = {}
+        optional = {ref for field, ref in call.body if field in call.optional} if call else set()
+        refs = {v for v in body.values() if isinstance(v, str)} - optional
+        required[name] = {("$flow." + m.group(2)) if m.group(1) == "flow" else m.group(2)
+                          for ref in refs for m in _BODY_REF.finditer(ref)}
+        mapping = service.get("parameterMapping") or {}
+        keys = [m["key"] for m in mapping] if isinstance(mapping, list) else list(mapping)
+        returned[name] = {param_name(k) for k in keys}
+    return required, returned
+
+
 def validate_agent(root: Path | str) -> list[str]:
     """All static checks on an agent folder (the sources or a build): strict parsing, references, tags, and the
     parameters each webhook call needs. Empty when the agent is sound."""
@@ -380,5 +409,8 @@ def validate_agent(root: Path | str) -> list[str]:
     required, returned = tag_contract()
     webhooks = set(files.webhooks) or {WEBHOOK_DISPLAY_NAME}  # the sources get theirs at build time
     problems += check_references(files, webhooks, set(required))
+    # A flexible call sends what its body template names, so that is what must be set on every path to it.
+    flexible_required, flexible_returned = flexible_contract(files.webhooks)
+    required, returned = required | flexible_required, returned | flexible_returned
     problems += unset_webhook_params(files, required, returned)
     return problems

@@ -124,6 +124,23 @@ class VerifiedSession(Base):
     verified_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 
+class AuthToken(Base):
+    """A credential the flexible edge issued when a code was verified: a bearer token, stored only as its SHA-256.
+
+    It stands for the verified session it was issued in (`session`), for the customer and the number they had then;
+    it dies with the customer (deleted: cascade or `deleted_at`) and with a change of number (`phone_e164` differs).
+    """
+
+    __tablename__ = "auth_tokens"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id", ondelete="CASCADE"), index=True)
+    phone_e164: Mapped[str] = mapped_column(String(20))
+    session: Mapped[str] = mapped_column(String(500))
+    issued_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
 class Handoff(Base):
     """A request only a human may answer (reactivating a card); 未回答 until an operator answers it."""
 

@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 
 from cardstore.models import (
     AuditEvent,
+    AuthToken,
     Base,
     Card,
     Customer,
@@ -149,6 +150,10 @@ class Repository:
         params = {"phone": phone_e164, "session": session, "since": since}
         row = self.session.execute(_LIVE_CUSTOMER_VERIFIED, params).one_or_none()
         return (None, False) if row is None else (row[0], bool(row[1]))
+
+    def auth_token(self, token_hash: str) -> AuthToken | None:
+        """The credential with this SHA-256, whoever it was issued to (the caller checks it still holds)."""
+        return self.session.scalars(select(AuthToken).where(AuthToken.token_hash == token_hash)).one_or_none()
 
     # requests made in a session (each unique per session, card and action)
     def lock_ticket(self, session: str, card_id: int, lock_type: str) -> LockTicket | None:

@@ -7,14 +7,16 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import hmac
+import re
+import secrets
 
 import pyotp
 from pydantic import BaseModel, ConfigDict
 
-from cardstore.models import Customer, OtpChallenge, VerifiedSession
+from cardstore.models import AuthToken, Customer, OtpChallenge, VerifiedSession
 from handlers import notices
 from handlers.call import Call
-from handlers.errors import ChannelNotRegistered, InvalidParameter, OtpDisabled, OtpRateLimited
+from handlers.errors import AuthRequired, ChannelNotRegistered, InvalidParameter, OtpDisabled, OtpRateLimited
 from contact import e164, mask_email, mask_phone, national_digits, parse_phone
 from handlers.values import OtpCode, PhoneE164, SmallInt, Word
 
@@ -164,6 +166,7 @@ class VerifyOtpResult(BaseModel):
     auth_level: int | None = None
     otp_expired: bool | None = None
     transfer_reason: str | None = None
+    auth_token: str | None = None  # only when the edge asked for a credential (Call.issue_credential)
 
 
 def verify_otp(params: VerifyOtpParams, call: Call) -> VerifyOtpResult:
@@ -191,11 +194,18 @@ def verify_otp(params: VerifyOtpParams, call: Call) -> VerifyOtpResult:
         challenge.status = "verified"
         customer.otp_failures = 0
         repo.add(VerifiedSession(session=call.session, customer_id=customer.id, verified_at=call.now))
-        repo.audit(call.actor, "otp.verified", customer=customer, session=call.session,
-                   after={"challenge_id": challenge.id})
+        after: dict[str, object] = {"challenge_id": challenge.id}
+        token = None
+        if call.issue_credential:
+            token, credential = _new_credential(customer, call)
+            after["credential_id"] = credential.id
+        repo.audit(call.actor, "otp.verified", customer=customer, session=call.session, after=after)
         call.uow.commit()
-        return VerifyOtpResult(otp_verified=True, otp_attempts_left=challenge.max_attempts - challenge.attempts,
-                               auth_level=1)
+        result = VerifyOtpResult(otp_verified=True, otp_attempts_left=challenge.max_attempts - challenge.attempts,
+                                 auth_level=1)
+        if token is not None:
+            result.auth_token = token
+        return result
 
     challenge.attempts += 1
     customer.otp_failures += 1
@@ -212,3 +222,50 @@ def verify_otp(params: VerifyOtpParams, call: Call) -> VerifyOtpResult:
     if left == 0:
         return VerifyOtpResult(otp_verified=False, otp_attempts_left=0, transfer_reason="max_no_match")
     return VerifyOtpResult(otp_verified=False, otp_attempts_left=left)
+
+
+# --- the credential of the flexible edge ------------------------------------------------------------------------
+# A flexible call carries no CX session, so the session a code was verified in travels as a bearer token: 32 random
+# bytes from the OS CSPRNG, prefixed so that a leaked one is recognisable (and scrubbed from logs), stored only as
+# its SHA-256 (a token this long needs no key or salt: it cannot be guessed, only stolen).
+CREDENTIAL_PREFIX = "lcat_"
+CREDENTIAL_SHAPE = re.compile(r"lcat_[A-Za-z0-9_-]{43}")
+
+
+def credential_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def _new_credential(customer: Customer, call: Call) -> tuple[str, AuthToken]:
+    token = CREDENTIAL_PREFIX + secrets.token_urlsafe(32)
+    credential = call.uow.repo.add(AuthToken(token_hash=credential_hash(token), customer_id=customer.id,
+                                             phone_e164=customer.phone_e164, session=call.session,
+                                             issued_at=call.now))
+    call.uow.repo.flush()
+    return token, credential
+
+
+def credential_session(token: str, phone_e164: str, call: Call) -> str:
+    """The verified session a flexible call's credential stands for, if it still speaks for this number's owner.
+
+    AuthRequired when it is malformed or unknown, older than VERIFIED_SESSION_TTL_SECONDS, issued to another
+    customer or another number, or its customer was deleted or has changed number since. The handler then applies
+    the standard rules to that session (the verified window for reads, the step-up window for changes).
+    """
+    if not token:
+        raise AuthRequired("no credential presented")
+    if not isinstance(token, str) or CREDENTIAL_SHAPE.fullmatch(token) is None:
+        raise AuthRequired("credential malformed")
+    credential = call.uow.repo.auth_token(credential_hash(token))
+    if credential is None:
+        raise AuthRequired("credential unknown")
+    customer = call.uow.repo.customer(credential.customer_id)
+    if customer is None or customer.deleted_at is not None:
+        raise AuthRequired("credential of a deleted customer")
+    if customer.phone_e164 != credential.phone_e164:
+        raise AuthRequired("credential issued before the customer's number changed")
+    if phone_e164 != credential.phone_e164:
+        raise AuthRequired("credential issued to another customer")
+    if call.now - credential.issued_at > dt.timedelta(seconds=call.settings.verified_session_ttl_seconds):
+        raise AuthRequired("credential expired")
+    return credential.session

@@ -21,6 +21,8 @@ class Call:
     caller_id: str | None = None  # payload.telephony.caller_id (ANI), when CX passes it
     now: dt.datetime = field(default_factory=utcnow)
     actor: str = WEBHOOK_ACTOR
+    # The flexible edge has no CX session to remember a verified code by: verify_otp then issues a credential.
+    issue_credential: bool = False
 
     def customer(self, phone_e164: str) -> Customer:
         """The live (not deleted) customer with this number, or CustomerNotFound."""

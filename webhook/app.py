@@ -12,7 +12,7 @@ from pydantic import ValidationError
 from cardstore.errors import StoreUnavailable
 from cardstore.uow import Store
 from settings import ProductionRefused, Settings
-from webhook import logs
+from webhook import flexible, logs
 from webhook.dispatch import Service
 from webhook.http import authenticator, json_response, serve
 
@@ -30,7 +30,7 @@ def build_service(settings: Settings, instance_path: str | os.PathLike[str]) -> 
 
 
 def create_app(settings: Settings | None = None, **overrides: object) -> Flask:
-    """A Flask app serving POST /webhook and GET /healthz, with the `flask store …` commands.
+    """A Flask app serving POST /webhook, POST /flexible/<tag> and GET /healthz, with the `flask store …` commands.
 
     `settings` defaults to the environment; `overrides` (snake_case setting names) replace single values.
     Settings that are unsafe for `APP_ENV=production` stop it here, with the reason (settings.ProductionRefused).
@@ -51,6 +51,12 @@ def create_app(settings: Settings | None = None, **overrides: object) -> Flask:
         from flask import request
 
         return serve(request, service)
+
+    @app.post("/flexible/<path:tag>")
+    def flexible_route(tag: str):
+        from flask import request
+
+        return serve(request, service, lambda payload: flexible.handle(service, tag, payload))
 
     @app.get("/healthz")
     def healthz():

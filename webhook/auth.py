@@ -193,10 +193,28 @@ class GoogleIdToken:
         return None
 
 
+def with_flexible_urls(audiences: list[str]) -> list[str]:
+    """The configured audiences, plus the URL of every flexible endpoint of the same service.
+
+    CX's service-agent ID token names the URL it calls, and a bank's flexible webhooks call /flexible/<tag>: for a
+    configured service URL (with or without its /webhook) the token for `<service>/flexible/<tag>` is accepted too,
+    for the registered tags only, so the list stays an exact one.
+    """
+    from webhook.flexible import PATH_PREFIX
+    from webhook.registry import REGISTRY
+
+    accepted = list(audiences)
+    for audience in audiences:
+        base = audience.rstrip("/")
+        base = base.removesuffix("/webhook")
+        accepted += [f"{base}{PATH_PREFIX}{tag}" for tag in REGISTRY.tags()]
+    return list(dict.fromkeys(accepted))
+
+
 def authenticator_for(settings: Settings) -> Authenticator:
     """The check `WEBHOOK_AUTH` names, configured from the settings (which validated it is complete)."""
     if settings.webhook_auth == "google-id-token":
-        return GoogleIdToken(settings.webhook_audience, settings.webhook_allowed_service_accounts,
+        return GoogleIdToken(with_flexible_urls(settings.webhook_audience), settings.webhook_allowed_service_accounts,
                              settings.webhook_id_token_certs_url)
     if settings.webhook_auth == "basic":
         assert settings.webhook_basic_user and settings.webhook_basic_password

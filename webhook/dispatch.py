@@ -17,11 +17,12 @@ from sqlalchemy.exc import IntegrityError
 from cardstore.errors import InvalidTransition, StoreUnavailable
 from cardstore.uow import Store
 from handlers import errors as handler_errors
+from handlers.authentication import credential_session
 from handlers.call import Call
 from notify import Notifier
 from settings import Settings
 from webhook.protocol import WebhookRequest, response
-from webhook.registry import REGISTRY, Registry, UnknownTag
+from webhook.registry import REGISTRY, Registry, Route, UnknownTag
 
 log = logging.getLogger("lockcard.webhook")
 
@@ -73,6 +74,28 @@ class BadRequest(Exception):
 
 
 @dataclass
+class Turn:
+    """What one call asks of a handler, whichever edge it came in by."""
+
+    session: str  # the CX session path, or the flexible edge's stand-in for one
+    parameters: dict[str, Any]
+    language: str = "ja"
+    caller_id: str | None = None
+    credential: str | None = None  # a flexible call's auth_token, checked in the handler's transaction
+    issue_credential: bool = False  # a flexible verify_otp: issue one when the code is right
+
+
+@dataclass
+class Done:
+    """A handler's result, or why there is none (`code`, and the `reason` for the log only)."""
+
+    result: BaseModel | None = None
+    code: ErrorCode | None = None
+    reason: str | None = None
+    session: str | None = None  # the session the handler worked in (a credential's, for a flexible call)
+
+
+@dataclass
 class Outcome:
     """What one call came to, for the HTTP edge and the log line."""
 
@@ -120,38 +143,55 @@ class Service:
         session = request.session_info.session
         if not session:
             raise BadRequest("MALFORMED_REQUEST", "sessionInfo.session is required")
+        done = self.run(route, Turn(session=session, parameters=request.parameters(),
+                                    language=request.language_code, caller_id=request.caller_id()))
+        if done.code is not None:
+            return self._failure(tag, session, done.code, done.reason or "")
+        return Outcome(200, response(done.result.model_dump(exclude_unset=True)), tag=tag, session=session)
+
+    def run(self, route: Route, turn: Turn) -> Done:
+        """Validate the parameters and run the tag's handler in one unit of work, whichever edge the call came by.
+
+        Never raises: a domain error (or an unexpected one) comes back as `Done.code` with the reason for the log.
+        A presented credential (`turn.credential`, the flexible edge) is checked in the same transaction as the
+        handler's work, and replaces `turn.session` by the verified session it stands for.
+        """
         context = {"region": self.settings.default_region}
         try:
-            params = route.params.model_validate(request.parameters(), context=context)
+            params = route.params.model_validate(turn.parameters, context=context)
         except ValidationError as exc:
             names = sorted({str(e["loc"][0]) for e in exc.errors() if e["loc"]})
-            return self._failure(tag, session, ErrorCode.INVALID_PARAMETER, "invalid parameter: " + ", ".join(names))
+            return Done(code=ErrorCode.INVALID_PARAMETER, reason="invalid parameter: " + ", ".join(names))
 
+        tag = route.tag
         new_outbox: list[int] = []
+        result: BaseModel | None = None
         # A unique-key race (two deliveries of the same CX retry) loses once; the second run reads the winner's row.
         for attempt in (1, 2):
             try:
                 with self.store.unit_of_work() as uow:
-                    call = Call(uow=uow, settings=self.settings, session=session,
-                                language=request.language_code, caller_id=request.caller_id())
-                    result: BaseModel = route.handler(params, call)
+                    call = Call(uow=uow, settings=self.settings, session=turn.session, language=turn.language,
+                                caller_id=turn.caller_id, issue_credential=turn.issue_credential)
+                    if turn.credential is not None:
+                        call.session = credential_session(turn.credential, getattr(params, "phone_number", ""), call)
+                    result = route.handler(params, call)
                     new_outbox = [m.id for m in uow.repo.new_outbox] if uow.committed else []
                 break
             except IntegrityError:
                 if attempt == 2:
                     log.exception("integrity error after retry", extra={"tag": tag})
-                    return self._failure(tag, session, ErrorCode.INTERNAL, "integrity error")
+                    return Done(code=ErrorCode.INTERNAL, reason="integrity error")
             except tuple(ERROR_CODES) as exc:
-                return self._failure(tag, session, error_code(exc), str(exc))
+                return Done(code=error_code(exc), reason=str(exc))
             except Exception:  # noqa: BLE001 - the edge: log it, answer webhook_error, never a traceback in a body
                 log.exception("unexpected error", extra={"tag": tag})
-                return self._failure(tag, session, ErrorCode.INTERNAL, "unexpected error")
+                return Done(code=ErrorCode.INTERNAL, reason="unexpected error")
         if new_outbox:
             try:
                 self.notifier.deliver(self.store, new_outbox)
             except Exception:  # noqa: BLE001 - committed and kept in the outbox; `outbox deliver` retries it
                 log.exception("outbox delivery failed after commit", extra={"tag": tag})
-        return Outcome(200, response(result.model_dump(exclude_unset=True)), tag=tag, session=session)
+        return Done(result=result, session=call.session)
 
     def _failure(self, tag: str, session: str, code: ErrorCode, reason: str) -> Outcome:
         body = response({"transfer_reason": WEBHOOK_ERROR, "webhook_error_code": code.value})

@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import re
 import time
+from typing import Any, Callable
 from weakref import WeakKeyDictionary
 
 from flask import Request, Response, json
@@ -41,8 +42,12 @@ def json_response(status: int, body: dict, headers: dict[str, str] | None = None
                     headers=headers)
 
 
-def serve(request: Request, service: Service) -> Response:
-    """Authenticate, decode, dispatch, log one line, answer. Never a 500, never a traceback in a body."""
+def serve(request: Request, service: Service, handle: Callable[[Any], Outcome] | None = None) -> Response:
+    """Authenticate, decode, dispatch, log one line, answer. Never a 500, never a traceback in a body.
+
+    `handle` turns the decoded body into an Outcome: the standard webhook's `service.handle` unless an edge (the
+    flexible endpoints) passes its own; the caller check, the size and type limits and the log line are the same.
+    """
     started = time.perf_counter()
     denied = authenticator(service).check(request.headers)
     if denied is not None:
@@ -59,7 +64,18 @@ def serve(request: Request, service: Service) -> Response:
         payload = json.loads(raw)
     except (ValueError, RecursionError):
         return _answer(request, service, _refuse(400, "MALFORMED_REQUEST", "body is not valid JSON"), started)
-    return _answer(request, service, service.handle(payload), started)
+    return _answer(request, service, (handle or service.handle)(payload), started)
+
+
+def serve_any_path(request: Request, service: Service) -> Response:
+    """functions-framework sends every path to one function: /flexible/<tag> to that edge, anything else (as
+    before) to the standard webhook."""
+    from webhook import flexible
+
+    tag = flexible.tag_of_path(request.path)
+    if tag is None:
+        return serve(request, service)
+    return serve(request, service, lambda payload: flexible.handle(service, tag, payload))
 
 
 def _refuse(status: int, code: str, message: str) -> Outcome:

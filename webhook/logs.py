@@ -25,10 +25,13 @@ _EMAIL = re.compile(r"[\w.+-]+@([\w-]+\.)+[\w-]+", re.UNICODE)
 _PHONE = re.compile(r"\+?\d(?:[\s.\-]?\d){9,}")
 # A one-time code is exactly six digits standing alone.
 _CODE = re.compile(r"(?<![\w.])\d{6}(?![\w.])")
+# The flexible edge's bearer credential (lcat_…) and challenge handle (lcoc_…): never logged, even by mistake.
+_BEARER = re.compile(r"\b(lcat|lcoc)_[A-Za-z0-9_-]+")
 
 
 def scrub(text: str) -> str:
-    """`text` with e-mail addresses, phone numbers and six-digit codes masked."""
+    """`text` with e-mail addresses, phone numbers, six-digit codes and the flexible edge's tokens masked."""
+    text = _BEARER.sub(lambda m: m.group(1) + "_***", text)
     text = _EMAIL.sub(lambda m: m.group(0)[:1] + "***@" + m.group(0).rsplit("@", 1)[1], text)
     text = _PHONE.sub(lambda m: "***" + re.sub(r"\D", "", m.group(0))[-4:], text)
     return _CODE.sub("******", text)

@@ -123,15 +123,41 @@ def test_escalation_intent_is_in_scope_on_every_page(sources):
 
 
 def test_lock_card_start_presets_are_the_seeds_defaults(sources):
-    """The seed's input parameters and defaults, on the start page's `true` route, where users edit them."""
+    """The seed's flow-scoped input parameters and defaults, on the start page's `true` route, where the seed's
+    configuration steps (Start Page, true route, Parameter Presets) send a bank to edit them."""
     route = next(r for r in sources.flows["Lock card"]["transitionRoutes"] if r.get("condition") == "true")
     presets = {a["parameter"]: a["value"] for a in route["triggerFulfillment"]["setParameterActions"]}
     assert presets | {
-        "auth_level_req": 1, "account_auth_enabled": False, "card_auth_enabled": True,
         "$flow.card_status_active": "active", "$flow.card_status_lock_temp": "inactive",
         "$flow.card_status_lock_permanent": "blocked", "$flow.card_status_reactivate": "reactivate",
         "$flow.max_retry_card_number": 3, "$flow.max_otp_retry_count": 3,
     } == presets
+
+
+AUTH_PRESETS = {"auth_level_req": 1, "account_auth_enabled": False, "card_auth_enabled": True}
+
+
+def test_auth_presets_are_on_the_check_auth_level_entry(sources):
+    """The seed's table says auth_level_req, account_auth_enabled and card_auth_enabled are configured in the
+    *check auth level* page's entry-fulfillment presets: there, with the seed's defaults, and nowhere else."""
+    page = sources.pages["Lock card"]["check auth level"]
+    presets = {a["parameter"]: a["value"] for a in page["entryFulfillment"].get("setParameterActions", [])}
+    assert presets == AUTH_PRESETS
+    elsewhere = [(flow, name) for flow, pages in sources.pages.items() for name, res in
+                 [("Start Page", sources.flows[flow]), *pages.items()] if name != "check auth level"
+                 for node in [res] for a in _presets(node) if a["parameter"] in AUTH_PRESETS]
+    assert elsewhere == []
+
+
+def _presets(node):
+    if isinstance(node, dict):
+        for a in node.get("setParameterActions") or []:
+            yield a
+        for v in node.values():
+            yield from _presets(v)
+    elif isinstance(node, list):
+        for v in node:
+            yield from _presets(v)
 
 
 def test_forms_follow_address_collections_style(sources):
