@@ -40,6 +40,8 @@ from simulator.nlu import NLU, IntentMatch, consume
 from simulator.nlu import approximated as _approximated
 from simulator.webhooks import Transport, WebhookCall, WebhookFailure, jsonpath, render_request_body, timed
 
+WELCOME_EVENT = "WELCOME"
+WELCOME_INTENT = "Default Welcome Intent"
 MAX_TRANSITIONS = 100
 MAX_FLOW_DEPTH = 25
 START_PAGE = "Start Page"
@@ -188,7 +190,9 @@ class Session:
                 return self._finish(before)
         if event is not None:
             self._log(f"event {event}")
-            target = self._dispatch_event([event])[1]
+            handled, target = self._dispatch_event([event])
+            if not handled and event == WELCOME_EVENT:
+                target = self._welcome()
         elif text is not None or dtmf is not None:
             target = self._on_input(text, dtmf)
         else:
@@ -469,6 +473,14 @@ class Session:
             if found:
                 return self._filled(found)
         return self._no_match()
+
+    def _welcome(self) -> Target | None:
+        """The WELCOME event a telephony or chat integration sends when a conversation opens: it matches the
+        Default Welcome Intent, as CX's generic welcome event does, where a route for it is in scope."""
+        for route in self._intent_routes():
+            if route.intent == WELCOME_INTENT and self._holds(route.condition, route.source):
+                return self._intent_route(route, IntentMatch(WELCOME_INTENT, 1.0))
+        return None
 
     def _intent_route(self, route: Route, match: IntentMatch) -> Target | None:
         frame = self.frame
