@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from simulator.engine import WELCOME_EVENT, WELCOME_INTENT, Session, Turn
+from simulator.engine import Session, Turn
 from simulator.errors import SimulatorError
 from simulator.loader import Agent, load_agent
 from simulator.testcases import case_language, format_results, run_test_cases
@@ -92,14 +92,6 @@ def _print_turn(turn: Turn, verbose: bool, out) -> None:
         print(f"-- conversation ended: {turn.end_reason}", file=out)
 
 
-def open_conversation(session: Session) -> list[Turn]:
-    """Start as a phone line does: the session opens; if the agent has not spoken yet, the WELCOME event."""
-    turns = [session.send()]
-    if not turns[0].messages and not session.ended and WELCOME_INTENT in session.agent.intents:
-        turns.append(session.send(event=WELCOME_EVENT))
-    return turns
-
-
 @contextlib.contextmanager
 def _service_output(stream):
     """While the agent runs, whatever the webhook prints on stdout (its JSON log lines) goes to `stream`, so the
@@ -162,7 +154,7 @@ def chat(args: argparse.Namespace, stdin=None, out=None, err=None) -> int:
                               start_flow=args.flow)
         print(CHAT_HELP, file=out)
         with _service_output(logs):
-            opening = open_conversation(session)
+            opening = session.open()
         for turn in opening:
             _print_turn(turn, args.verbose, out)
         while not session.ended:

@@ -200,6 +200,14 @@ class Session:
         self._settle(target)
         return self._finish(before)
 
+    def open(self) -> list[Turn]:
+        """Start as a phone line does: the session opens, and if the agent has not spoken yet, the WELCOME event
+        (the Default Welcome Intent) makes it greet the caller. The turns that produced."""
+        turns = [self.send()]
+        if not turns[0].messages and not self.ended and WELCOME_INTENT in self.agent.intents:
+            turns.append(self.send(event=WELCOME_EVENT))
+        return turns
+
     # ----------------------------------------------------------------------------------------- scope
 
     def lookup(self, root: str, path: list) -> Any:
