@@ -374,3 +374,22 @@ def test_run_tests_reset_command_runs_before_each_test_case(tmp_path, capsys):
     cmd = f"{sys.executable} -c \"open({str(marks)!r}, 'a').write('x')\""
     assert main(["run-tests", "--agent", str(root), "--reset", cmd]) == 0
     assert marks.read_text() == "xx"
+
+
+def test_run_tests_replays_ja_and_en_each_on_a_fresh_store(tmp_path):
+    """Our six test cases in one command against `--wsgi main:app`: each starts on a reset store, so the English
+    dialogs find card 4444 unlocked although the Japanese ones locked it (no "reload the store" step)."""
+    from agentpack import build
+    from agentpack.settings import PackSettings
+
+    out = tmp_path / "agent"
+    build(out, PackSettings())
+    env = {**os.environ, "DATABASE_URL": f"sqlite:///{tmp_path / 'store.sqlite3'}", "NOTIFY_BACKEND": "file",
+           "NOTIFY_FILE": str(tmp_path / "notifications.jsonl"), "TRUST_UPSTREAM_AUTH_LEVEL": "true",
+           "OTP_TEST_NUMBERS": "09000001111=123456,09000002222=123456,09012345041=123456"}
+    result = subprocess.run([sys.executable, "-m", "simulator", "run-tests", "--agent", str(out), "--wsgi", "main:app"],
+                            capture_output=True, text=True, cwd=REPO, env=env)
+    assert "6/6 test cases passed" in result.stdout, result.stdout[-3000:] + result.stderr[-2000:]
+    assert result.returncode == 0
+    assert "each test case starts on a fresh store" in result.stderr
+    assert '"severity"' not in result.stdout  # the webhook's log lines are on stderr
