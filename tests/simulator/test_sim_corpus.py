@@ -205,3 +205,17 @@ def test_data_store_answers_come_from_the_knowledge_callable():
     default.send()
     assert default.send(text="what about tattoos").messages == [
         "[stand-in for a data store answer to: what about tattoos]"]
+
+
+def test_graffiti_intent_parameters_read_dates_and_durations(graffiti):
+    """The graffiti report's @sys.date-time ("yesterday") and the waiting room's @sys.duration ("a minute") come
+    from the utterance in CX's shapes, relative to the session clock; @sys.location is not the whole sentence."""
+    s = Session(graffiti, language_code="en", clock=datetime(2026, 12, 2, 10, 0))
+    s.open()
+    t = s.send(text="I'd like to report graffiti on my property, I saw it yesterday")
+    assert t.intent == "head.report-graffiti"
+    assert t.params["date-time"] == {"year": 2026, "month": 12, "day": 1} and "location" not in t.params
+    s = Session(graffiti, language_code="en", start_flow="Address Collection")
+    s.send()
+    t = s.send(text="wait a minute")
+    assert t.intent == "prebuilt_components_waiting_room" and s.intent_params["duration"] == {"amount": 1, "unit": "min"}
