@@ -11,7 +11,8 @@ $(BIN)/python:
 venv: $(BIN)/python
 	$(BIN)/pip install -q --disable-pip-version-check -r requirements-dev.txt
 
-# The demo webhook on the embedded SQLite store, fixtures loaded, on http://127.0.0.1:8080/webhook
+# The demo webhook on the embedded SQLite store, fixtures loaded, on http://127.0.0.1:8080/webhook;
+# the browser simulator (talk to the agent against it) on http://127.0.0.1:8080/simulator
 demo: venv
 	$(BIN)/flask --app main store upgrade
 	$(BIN)/flask --app main store load-fixtures

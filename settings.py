@@ -74,6 +74,12 @@ class Settings(BaseModel):
     webhook_header_value: SecretStr | None = None
     # Cloud Logging: with the project id, log lines carry the full trace resource name and group under the request.
     google_cloud_project: str | None = None
+    # The browser simulator at /simulator (simulator/web.py): unset, served in development and not in production.
+    simulator_page: bool | None = None
+
+    @property
+    def serves_simulator_page(self) -> bool:
+        return self.simulator_page if self.simulator_page is not None else self.app_env != "production"
 
     @field_validator("otp_test_numbers", mode="before")
     @classmethod

@@ -1,4 +1,4 @@
-"""`flask --app main store …`: create or migrate the schema, load the demo fixtures."""
+"""`flask --app main store …`: create or migrate the schema, load the demo fixtures, reset a development store."""
 from __future__ import annotations
 
 import click
@@ -28,6 +28,21 @@ def load_fixtures_command() -> None:
     migrate.upgrade(store.url)
     added = fixtures.load(store, region=current_app.extensions["lockcard"].settings.default_region)
     click.echo(f"store: fixtures loaded ({added['customers']} customers, {added['cards']} cards added)")
+
+
+@store_cli.command("reset")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+def reset_command(yes: bool) -> None:
+    """Empty every table and load the fixtures again (development and tests only; refused in production)."""
+    service = current_app.extensions["lockcard"]
+    if service.settings.app_env == "production":
+        raise click.ClickException("store reset refuses APP_ENV=production: it deletes every customer and card")
+    if not yes:
+        click.confirm("Delete every row of the store and load the fixtures again?", abort=True)
+    store = service.store
+    migrate.upgrade(store.url)
+    fixtures.reset(store, region=service.settings.default_region)
+    click.echo("store: reset to the fixtures")
 
 
 def init_app(app: Flask) -> None:

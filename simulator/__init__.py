@@ -6,6 +6,8 @@
     turn = s.send()                # starts the conversation
     turn = s.send(text="カードを止めたい")
     turn.messages, turn.page, turn.flow, turn.params, turn.ended, turn.end_reason
+
+Generators, the generative fallback and data stores are callables given to Session (see simulator.generative).
 """
 
 from simulator.engine import Session, Turn
@@ -17,6 +19,7 @@ from simulator.errors import (
     TransitionLoop,
     UnsupportedFeature,
 )
+from simulator.generative import GENERATIVE_FALLBACK
 from simulator.loader import Agent, load_agent
 from simulator.webhooks import WebhookCall, WebhookHTTPError
 
@@ -24,6 +27,7 @@ __all__ = [
     "Agent",
     "AgentLoadError",
     "ConditionError",
+    "GENERATIVE_FALLBACK",
     "Session",
     "SessionEnded",
     "SimulatorError",

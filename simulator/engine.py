@@ -28,15 +28,20 @@ import copy
 import re
 import uuid
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 from xml.sax.saxutils import escape as xml_escape
 
+from simulator import generative
 from simulator.conditions import Call, Evaluator, Text, evaluate_condition, evaluate_value, parse, render, to_text
 from simulator.errors import SessionEnded, SimulatorError, TransitionLoop, UnsupportedFeature
 from simulator.loader import SYMBOLIC_PAGES, Agent, EventHandler, Flow, FormParameter, Fulfillment, Page, Route, Target
-from simulator.nlu import NLU, IntentMatch
+from simulator.nlu import NLU, IntentMatch, consume
+from simulator.nlu import approximated as _approximated
 from simulator.webhooks import Transport, WebhookCall, WebhookFailure, jsonpath, render_request_body, timed
 
+WELCOME_EVENT = "WELCOME"
+WELCOME_INTENT = "Default Welcome Intent"
 MAX_TRANSITIONS = 100
 MAX_FLOW_DEPTH = 25
 START_PAGE = "Start Page"
@@ -118,6 +123,9 @@ class Session:
         start_flow: str | None = None,
         channel: str | None = None,
         webhook_path: str | None = None,
+        clock: Any = None,
+        generators: dict[str, Any] | None = None,
+        knowledge: Any = None,
     ):
         self.agent = agent
         self.language = language_code or agent.default_language
@@ -130,7 +138,14 @@ class Session:
         self.channel = channel
         self.transport = Transport(webhook, webhook_path)
         self.webhooks_enabled = True
-        self.nlu = NLU(agent, self.language)
+        # The session clock: what "today" means for @sys.date and friends (a datetime, or a callable returning one).
+        self.clock = clock if callable(clock) else (lambda: clock) if clock is not None else datetime.now
+        self.nlu = NLU(agent, self.language, clock=self.clock)
+        # Generative parts: a callable per generator display name (`generators`), the generative fallback under
+        # GENERATIVE_FALLBACK, data-store answers (`knowledge`); the defaults are labelled stand-ins (generative.py).
+        self.generators = dict(generators or {})
+        self.knowledge = knowledge or generative.stand_in_knowledge
+        self.request_scope: dict[str, Any] = {}
         self.stack: list[_Frame] = []
         self.started = False
         self.ended = False
@@ -166,6 +181,7 @@ class Session:
         self._input = {"text": text, "event": event, "dtmf": dtmf}
         self._match = None
         self.intent_params, self.intent_originals = {}, {}  # $intent.params is this turn's match only
+        self.request_scope = {}  # $request.generative / $request.knowledge live for one request
         self._hops = [0]  # transitions this turn, checked against MAX_TRANSITIONS
         if not self.started:
             self.started = True
@@ -174,13 +190,23 @@ class Session:
                 return self._finish(before)
         if event is not None:
             self._log(f"event {event}")
-            target = self._dispatch_event([event])[1]
+            handled, target = self._dispatch_event([event])
+            if not handled and event == WELCOME_EVENT:
+                target = self._welcome()
         elif text is not None or dtmf is not None:
             target = self._on_input(text, dtmf)
         else:
             target = self._on_no_input()
         self._settle(target)
         return self._finish(before)
+
+    def open(self) -> list[Turn]:
+        """Start as a phone line does: the session opens, and if the agent has not spoken yet, the WELCOME event
+        (the Default Welcome Intent) makes it greet the caller. The turns that produced."""
+        turns = [self.send()]
+        if not turns[0].messages and not self.ended and WELCOME_INTENT in self.agent.intents:
+            turns.append(self.send(event=WELCOME_EVENT))
+        return turns
 
     # ----------------------------------------------------------------------------------------- scope
 
@@ -199,6 +225,8 @@ class Session:
             return _walk(self.intent_params, path)
         if root == "session" and path == ["id"]:
             return self.session_id
+        if root == "request" and path and path[0] in ("generative", "knowledge"):
+            return _walk(self.request_scope, path)
         ref = "$" + root + "".join(f".{p}" if isinstance(p, str) else f"[{p}]" for p in path)
         raise UnsupportedFeature(ref, self._where(), "reference not modelled")
 
@@ -454,6 +482,14 @@ class Session:
                 return self._filled(found)
         return self._no_match()
 
+    def _welcome(self) -> Target | None:
+        """The WELCOME event a telephony or chat integration sends when a conversation opens: it matches the
+        Default Welcome Intent, as CX's generic welcome event does, where a route for it is in scope."""
+        for route in self._intent_routes():
+            if route.intent == WELCOME_INTENT and self._holds(route.condition, route.source):
+                return self._intent_route(route, IntentMatch(WELCOME_INTENT, 1.0))
+        return None
+
     def _intent_route(self, route: Route, match: IntentMatch) -> Target | None:
         frame = self.frame
         self._match = match
@@ -461,8 +497,8 @@ class Session:
         self.intent_params, self.intent_originals = dict(match.parameters), dict(match.originals)
         self._log(f"intent {match.intent} ({match.score:.2f})")
         frame.no_match = frame.no_input = 0
+        form_names = {p.name for p in frame.page.form} if frame.page else set()
         for name, value in match.parameters.items():
-            form_names = {p.name for p in frame.page.form} if frame.page else set()
             if name in form_names:
                 self._fill(name, value)
             else:
@@ -473,19 +509,22 @@ class Session:
         return self._evaluate()
 
     def _extract_form(self, utterance: str) -> dict[str, Any]:
+        """CX form filling: the parameter being asked takes a value of its entity type from the input; other empty
+        parameters take values of their own types from what is left. Approximated entities (@sys.any, address,
+        geo-*: "the whole utterance") only ever answer the question that was asked."""
         frame = self.frame
         found: dict[str, Any] = {}
         current = frame.filling
         order = [current] if current else []
         order += [p for p in frame.page.form if p is not current and p.name not in frame.form]
-        used_types: set[str] = set()
+        left = utterance
         for p in order:
-            if p is not current and (p.entity_type in used_types or p.entity_type.endswith("sys.any")):
+            if p is not current and _approximated(p.entity_type):
                 continue
-            got = self.nlu.extract(p.entity_type, utterance)
+            got = self.nlu.extract(p.entity_type, left)
             if got is not None:
                 found[p.name] = [got[0]] if p.is_list else got[0]
-                used_types.add(p.entity_type)
+                left = consume(left, got[1])  # one span of the input answers one parameter
             elif p is current:
                 return {}
         return found
@@ -500,9 +539,16 @@ class Session:
 
     def _no_match(self) -> Target | None:
         frame = self.frame
-        unsupported = frame.flow.no_match_unsupported
-        if unsupported:
-            raise UnsupportedFeature(unsupported[0], frame.flow.source, "it answers when nothing matches")
+        settings = frame.page.knowledge if frame.page and frame.page.knowledge else frame.flow.knowledge
+        utterance = self._input.get("text")
+        if settings is not None and utterance:
+            # Data-store handler: answers found take the turn; none found and it is an ordinary no-match.
+            answers = [str(a) for a in self.knowledge(utterance, self.language) or []]
+            self._log(f"data store: {len(answers)} answer(s)")
+            if answers:
+                self.request_scope["knowledge"] = {"answers": answers}
+                frame.no_match = 0
+                return self._call(settings.fulfillment, settings.target)
         frame.no_match += 1
         return self._reprompt_event(f"sys.no-match-{frame.no_match}", "sys.no-match-default")
 
@@ -513,12 +559,17 @@ class Session:
         return self._reprompt_event(f"sys.no-input-{frame.no_input}", "sys.no-input-default")
 
     def _reprompt_event(self, *names: str) -> Target | None:
+        """A no-match / no-input while a form parameter is asked. Form.Parameter.FillBehavior: "If the event
+        handler for the corresponding event can't be found on the parameter, initial_prompt_fulfillment will be
+        re-prompted" — so a page or flow handler's message is followed by the parameter's prompt."""
+        filling = self.frame.filling
+        on_parameter = filling is not None and any(h.event in names for h in filling.reprompt_handlers)
         before = self._said()
         handled, target = self._dispatch_event(list(names))
         if target or self.ended:
             return target
-        filling = self.frame.filling
-        if filling is not None and (not handled or self._said() == before):
+        if filling is not None and self.frame.filling is filling and (
+                not handled or not on_parameter or self._said() == before):
             return self._call(filling.initial_prompt, None)
         return None
 
@@ -584,9 +635,19 @@ class Session:
         for action in f.set_parameter_actions:
             value = evaluate_value(action.get("value"), self)
             self._set_param(action["parameter"], value)
+        for g in f.generators:
+            self._generate(g)
+        if f.raw.get("sendCallCompanionSms"):
+            self._log("call-companion SMS requested (recorded, not sent offline)")
         messages: list[dict] = []
         for m in self._for_language(f.messages):
             messages.append(m)
+        if f.generative_fallback and self._input.get("text"):
+            fallback = self.generators.get(generative.GENERATIVE_FALLBACK, generative.stand_in_fallback)
+            reply = fallback(self._input["text"], self.language)
+            self._log(f"generative fallback -> {reply!r}")
+            if reply:
+                messages = [{"text": {"text": [reply]}}]
         for case in f.conditional_cases:
             messages.extend(self._cases(case.get("cases") or []))
         rendered = [self._render_message(m) for m in messages if self._channel_ok(m)]
@@ -602,6 +663,20 @@ class Session:
         for m in rendered:
             self._emit(m)
         return override
+
+    def _generate(self, g: dict) -> None:
+        """Run one generator of a fulfillment: its inputs evaluated, its text into its output parameter."""
+        ref = (g.get("generator") or "").rsplit("/", 1)[-1]
+        name = self.agent.generators.get(ref, ref)
+        inputs = {p.get("key", ""): evaluate_value(p.get("value"), self) for p in g.get("inputParameters") or []}
+        fn = self.generators.get(name) or generative.stand_in_generator(name)
+        text = fn(inputs, self.language)
+        self._log(f"generator {name} -> {text!r}")
+        out = (g.get("outputParameter") or "").strip()
+        if out.startswith("$request.generative."):
+            self.request_scope.setdefault("generative", {})[out[len("$request.generative."):]] = text
+        elif out:
+            self._set_param(_param_name(out), text)
 
     def _for_language(self, messages: list[dict]) -> list[dict]:
         mine = [m for m in messages if m.get("languageCode", self.language) == self.language]

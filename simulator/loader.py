@@ -42,8 +42,9 @@ SYMBOLIC_PAGES = {
 
 # Fulfillment keys and what the engine does with them. Anything else is unsupported.
 _FULFILLMENT_KEYS = {"messages", "setParameterActions", "conditionalCases", "webhook", "tag",
-                     "returnPartialResponses", "advancedSettings", "name"}
-_FULFILLMENT_OPTIONAL_FALSY = {"enableGenerativeFallback", "sendCallCompanionSms", "generators"}
+                     "returnPartialResponses", "advancedSettings", "name", "generators", "enableGenerativeFallback",
+                     "sendCallCompanionSms"}
+_FULFILLMENT_OPTIONAL_FALSY: set[str] = set()
 MESSAGE_KINDS = {"text", "payload", "outputAudioText", "conversationSuccess", "liveAgentHandoff",
                  "endInteraction", "telephonyTransferCall", "playAudio", "mixedAudio"}
 _MESSAGE_META = {"languageCode", "channel", "responseType", "source"}
@@ -74,6 +75,14 @@ class Fulfillment:
     @property
     def tag(self) -> str:
         return self.raw.get("tag") or ""
+
+    @property
+    def generators(self) -> list[dict]:
+        return self.raw.get("generators") or []
+
+    @property
+    def generative_fallback(self) -> bool:
+        return bool(self.raw.get("enableGenerativeFallback"))
 
 
 @dataclass
@@ -118,6 +127,15 @@ class FormParameter:
 
 
 @dataclass
+class KnowledgeSettings:
+    """A page's or flow's data-store handler: on a no-match, answers found run this fulfillment and target."""
+
+    fulfillment: Fulfillment
+    target: Target
+    data_stores: list[str]
+
+
+@dataclass
 class Page:
     name: str
     id: str
@@ -128,6 +146,7 @@ class Page:
     route_groups: list[str]
     source: str
     unsupported: list[str] = field(default_factory=list)
+    knowledge: KnowledgeSettings | None = None
 
 
 @dataclass
@@ -149,7 +168,7 @@ class Flow:
     groups: dict[str, RouteGroup]
     source: str
     unsupported: list[str] = field(default_factory=list)
-    no_match_unsupported: list[str] = field(default_factory=list)
+    knowledge: KnowledgeSettings | None = None
 
 
 @dataclass
@@ -208,6 +227,7 @@ class Agent:
     root: str
     unsupported: list[str] = field(default_factory=list)
     dtmf: dict | None = None  # agent-wide DTMF settings, used where a form parameter has none
+    generators: dict[str, str] = field(default_factory=dict)  # generator id -> display name
 
     def flow(self, ref: str) -> Flow:
         """A flow by display name, id or resource name."""
@@ -377,13 +397,17 @@ def _form(form: dict | None, source: str) -> list[FormParameter]:
     return params
 
 
-def _knowledge(d: dict) -> list[str]:
+def _knowledge(d: dict, source: str) -> KnowledgeSettings | None:
     k = d.get("knowledgeConnectorSettings") or {}
-    return ["knowledgeConnectorSettings (data store answers)"] if k.get("enabled") else []
+    if not k.get("enabled"):
+        return None
+    stores = [c.get("dataStore", "") for c in k.get("dataStoreConnections") or []]
+    return KnowledgeSettings(_handler_fulfillment(k, {"enabled", "triggerFulfillment", "targetPage", "targetFlow",
+                                                      "dataStoreConnections"}, source), _target(k), stores)
 
 
 def _page(d: dict, source: str) -> Page:
-    unsupported = _knowledge(d) + [f"page field {k}" for k in d if k not in _PAGE_KEYS]
+    unsupported = [f"page field {k}" for k in d if k not in _PAGE_KEYS]
     return Page(
         name=d["displayName"],
         id=d.get("name", d["displayName"]),
@@ -394,6 +418,7 @@ def _page(d: dict, source: str) -> Page:
         route_groups=list(d.get("transitionRouteGroups") or []),
         source=source,
         unsupported=unsupported,
+        knowledge=_knowledge(d, source),
     )
 
 
@@ -430,7 +455,7 @@ def _load_flow(files: _Files, folder: str) -> Flow:
         pages=pages,
         groups=groups,
         source=src,
-        no_match_unsupported=_knowledge(d),
+        knowledge=_knowledge(d, src),
     )
 
 
@@ -546,6 +571,11 @@ def _build(path: Path, files: _Files) -> Agent:
     for wf in _json_files(files, "webhooks"):
         w = _load_webhook(files, wf)
         webhooks[w.name] = w
+    generators = {}
+    for name in files.listdir("generators"):
+        if files.exists(f"generators/{name}/{name}.json"):
+            g = files.json(f"generators/{name}/{name}.json")
+            generators[g.get("name", name)] = g.get("displayName", name)
     test_cases = []
     for tf in _json_files(files, "testCases"):
         tc = files.json(tf)
@@ -572,6 +602,7 @@ def _build(path: Path, files: _Files) -> Agent:
     )
     dtmf = (agent_json.get("advancedSettings") or {}).get("dtmfSettings")
     agent.dtmf = dtmf if dtmf and dtmf.get("enabled") else None
+    agent.generators = generators
     _check_references(agent)
     return agent
 

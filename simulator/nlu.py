@@ -13,9 +13,11 @@ from __future__ import annotations
 import re
 import unicodedata
 from dataclasses import dataclass, field
+from datetime import datetime
 from difflib import SequenceMatcher
 from typing import Any
 
+from simulator import systime
 from simulator.errors import UnsupportedFeature
 from simulator.loader import Agent, Intent
 
@@ -88,12 +90,15 @@ _SYS_PATTERNS = {
     "email": re.compile(r"[\w.+\-]+@[\w\-]+(?:\.[\w\-]+)+"),
     "url": re.compile(r"https?://\S+"),
 }
-# Entities approximated as "the whole utterance": documented in the README.
-_WHOLE_TEXT = {"any", "address", "location", "street-address", "geo-city", "geo-country", "geo-state"}
+# Entities approximated as "the whole utterance": documented in the README. They never fill a parameter the
+# caller was not asked for (see Session._extract_form), nor an intent parameter outside its annotated slot.
+WHOLE_TEXT = _WHOLE_TEXT = {"any", "address", "location", "street-address", "geo-city", "geo-country", "geo-state"}
 
 
-def _sys_extract(name: str, text: str) -> tuple[Any, str] | None:
+def _sys_extract(name: str, text: str, language: str = "en", now: datetime | None = None) -> tuple[Any, str] | None:
     base = unicodedata.normalize("NFKC", text or "").strip()
+    if name in systime.DATE_FAMILY:
+        return systime.extract(name, text, language, now or datetime.now())
     if name in _WHOLE_TEXT:
         return (base, base) if base else None
     prepared = _kanji_to_digits(base)
@@ -119,6 +124,22 @@ def _sys_extract(name: str, text: str) -> tuple[Any, str] | None:
     raise UnsupportedFeature(f"@sys.{name}", detail="system entity not modelled")
 
 
+def approximated(entity_type: str) -> bool:
+    """Whether the simulator reads this entity as "the whole utterance" rather than finding it in the text."""
+    et = entity_type.lstrip("@")
+    return et.startswith("sys.") and et[4:] in WHOLE_TEXT
+
+
+def consume(text: str, original: str) -> str:
+    """`text` without the span `original` an entity was read from, so another parameter cannot take it again."""
+    base = unicodedata.normalize("NFKC", text or "")
+    for hay in (base, _kanji_to_digits(base)):
+        i = hay.find(original)
+        if i >= 0:
+            return (hay[:i] + " " + hay[i + len(original):]).strip()
+    return "" if original.strip() == base.strip() else base
+
+
 # ------------------------------------------------------------------------------------------- matches
 
 
@@ -133,8 +154,9 @@ class IntentMatch:
 class NLU:
     """Intent and entity matching for one agent in one language."""
 
-    def __init__(self, agent: Agent, language: str):
+    def __init__(self, agent: Agent, language: str, clock=None):
         self.agent, self.language = agent, language
+        self.clock = clock or datetime.now  # what "today" is for @sys.date and friends
         self._phrase_cache: dict[str, list[tuple[list[str], list[tuple[str | None, list[str]]]]]] = {}
 
     # entities ---------------------------------------------------------------------------------------
@@ -143,7 +165,7 @@ class NLU:
         """The first value of `entity_type` found in `text` as (value, original text), or None."""
         et = entity_type.lstrip("@")
         if et.startswith("sys."):
-            return _sys_extract(et[4:], text)
+            return _sys_extract(et[4:], text, self.language, self.clock())
         entity = self.agent.entity_types.get(et)
         if entity is None:
             raise UnsupportedFeature(f"entity type {entity_type}", detail="not defined in the agent")
@@ -247,11 +269,18 @@ class NLU:
             return None  # the agent's negative examples say this is not meant to match anything
         if best is not None:
             intent = self.agent.intents[best.intent]
+            left = text
+            for original in best.originals.values():
+                left = consume(left, original)
             for pid, p in intent.parameters.items():
-                if pid not in best.parameters:
-                    got = self.extract(p.get("entityType", "@sys.any"), text)
-                    if got is not None and not p.get("entityType", "").endswith("sys.any"):
+                et = p.get("entityType", "@sys.any")
+                if pid not in best.parameters and not approximated(et):
+                    # Only values of the parameter's own type, from what the annotated parts did not take: an
+                    # approximated entity outside an annotated slot would be the whole utterance, never a value.
+                    got = self.extract(et, left)
+                    if got is not None:
                         best.parameters[pid], best.originals[pid] = got
+                        left = consume(left, got[1])
                 if pid in best.parameters and p.get("isList"):
                     best.parameters[pid] = [best.parameters[pid]]
         return best

@@ -71,6 +71,10 @@ def create_app(settings: Settings | None = None, **overrides: object) -> Flask:
 
     store_cli.init_app(app)
     backoffice_cli.init_app(app)  # customers, handoffs, outbox, audit
+    if settings.serves_simulator_page:
+        from simulator import web as simulator_web
+
+        simulator_web.init_app(app)  # /simulator: talk to the agent against this app (development)
     return app
 
 

@@ -92,3 +92,42 @@ def test_a_deleted_customer_is_unknown_to_the_webhook(client, store, phone):
     c = Caller(client, phone, "deleted", "09000002222")
     assert c.call("verify_user") == {"user_found": False}
     assert c.call("send_otp", otp_channel="sms")["webhook_error_code"] == "CUSTOMER_NOT_FOUND"
+
+
+def test_flask_store_reset_brings_back_the_fixtures(tmp_path, monkeypatch):
+    """`flask store reset --yes` after a lock: card 4444 is active again and nothing else is left."""
+    from sqlalchemy import func, select
+
+    from cardstore.models import Card, LockTicket
+    from webhook.app import create_app
+
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'reset.sqlite3'}")
+    app = create_app()
+    runner = app.test_cli_runner()
+    assert runner.invoke(args=["store", "load-fixtures"]).exit_code == 0
+    store = app.extensions["lockcard"].store
+    with store.unit_of_work() as uow:
+        card = uow.session.scalars(select(Card).where(Card.last4 == "4444").order_by(Card.id)).first()
+        card.status = "inactive"
+        uow.session.add(LockTicket(card_id=card.id, number=1234567, lock_type="inactive", reason="lost",
+                                   session="s"))
+        uow.commit()
+    result = runner.invoke(args=["store", "reset", "--yes"])
+    assert result.exit_code == 0, result.output
+    with store.unit_of_work() as uow:
+        assert set(uow.session.scalars(select(Card.status).where(Card.last4 == "4444"))) == {"active"}
+        assert uow.session.scalar(select(func.count()).select_from(LockTicket)) == 0
+        assert uow.session.scalar(select(func.count()).select_from(Card)) == 9
+    store.dispose()
+
+
+def test_flask_store_reset_refuses_production(tmp_path, monkeypatch):
+    """In production the reset is refused with a one-line reason and the store keeps its rows."""
+    from webhook.app import create_app
+
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'prod.sqlite3'}")
+    app = create_app()
+    service = app.extensions["lockcard"]
+    monkeypatch.setattr(service, "settings", service.settings.model_copy(update={"app_env": "production"}))
+    result = app.test_cli_runner().invoke(args=["store", "reset", "--yes"])
+    assert result.exit_code != 0 and "refuses APP_ENV=production" in result.output

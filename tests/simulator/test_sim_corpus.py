@@ -4,7 +4,9 @@ from pathlib import Path
 
 import pytest
 
-from simulator import Session, UnsupportedFeature, load_agent
+from datetime import datetime
+
+from simulator import GENERATIVE_FALLBACK, Session, load_agent
 
 CORPUS = Path(__file__).resolve().parents[3] / "shared" / "corpus" / "cx-exports"
 if not CORPUS.is_dir():
@@ -105,16 +107,115 @@ def test_address_collection_no_match_three_times_fails(graffiti):
     assert t.end_reason == "END_FLOW_WITH_FAILURE"
 
 
-def test_generative_features_are_refused_by_name(graffiti):
-    """The graffiti start flow's welcome uses a generator: the error names it and the flow file."""
-    s = Session(graffiti, language_code="en")
-    with pytest.raises(UnsupportedFeature, match=r"'generators' in .*Default Start Flow\.json"):
-        s.send(text="hello")
+class MissingCityAndZipAPI(AddressValidationAPI):
+    """The Address Validation API answering that the postal code and the city are missing."""
+
+    def __call__(self, body):
+        self.requests.append(body)
+        parts = [("street_number", "1600"), ("route", "Amphitheatre Pkwy"), ("administrative_area_level_1", "CA"),
+                 ("country", "USA")]
+        return {"result": {"address": {
+            "addressComponents": [{"componentType": t, "componentName": {"text": v}, "confirmationLevel": "CONFIRMED"}
+                                  for t, v in parts],
+            "missingComponentTypes": ["postal_code", "locality"], "postalAddress": {"regionCode": "US"}}}}
 
 
-def test_unmodelled_system_entity_is_refused_by_name():
-    """Divebooker's group request carries @sys.date-period, which the simulator does not model."""
-    s = Session(load_agent(CORPUS / "divebooker-agent.zip"))
-    assert s.send(text="hi").messages == ["Hi! How are you doing?"]
-    with pytest.raises(UnsupportedFeature, match="@sys.date-period"):
-        s.send(text="I would like to make a group booking to Costa Rica next June")
+def test_a_postal_code_answers_only_the_postal_code_question(graffiti):
+    """On the seven-parameter missing-elements page, "94043" fills the zip code, not the city (@sys.geo-city) nor
+    the street number: the city is asked next and the API gets the city the caller then says."""
+    api = MissingCityAndZipAPI()
+    s = Session(graffiti, webhook=api, language_code="en", start_flow="Address Collection")
+    s.send()
+    t = s.send(text="1600 Amphitheatre Parkway, CA")
+    assert t.page == "> collect missing elements" and t.messages[-1] == "Can you please share the postal code?"
+    t = s.send(text="94043")
+    assert t.messages == ["Can you please share the city name?"]
+    assert s.flow_params["zip_code"] == "94043" and s.flow_params.get("city") is None
+    assert s.flow_params["street_number"] == "1600"
+    s.send(text="Mountain View")
+    address = api.requests[1]["address"]
+    assert address["locality"] == "Mountain View" and address["postalCode"] == "94043"
+
+
+def test_flow_level_no_input_re_prompts_the_form_parameter():
+    """Divebooker handles no-input only on its flow: the flow's message, then the parameter's prompt again."""
+    s = Session(load_agent(CORPUS / "divebooker-agent.zip"), clock=datetime(2026, 12, 2, 10, 0))
+    s.send(text="hi")
+    t = s.send(text="I would like to make a group booking to Costa Rica next June")
+    assert t.page == "Collect Further Info" and t.messages[-1] == "Now please tell me the number of guests"
+    t = s.send()
+    assert t.events == ["sys.no-input-default"]
+    assert t.messages[-1] == "Now please tell me the number of guests"
+    assert len(t.messages) == 2  # the flow's own no-input message first
+
+
+def test_divebooker_reads_a_date_period_against_the_session_clock():
+    """"next June" said on 2 December 2026 is June 2027, in CX's date-period shape; the destination is taken too."""
+    s = Session(load_agent(CORPUS / "divebooker-agent.zip"), clock=datetime(2026, 12, 2, 10, 0))
+    s.send(text="hi")
+    t = s.send(text="I would like to make a group booking to Costa Rica next June")
+    assert t.params["departure-month"] == {"startDate": {"year": 2027, "month": 6, "day": 1},
+                                           "endDate": {"year": 2027, "month": 6, "day": 30}}
+    assert t.params["destination"] == "Costa Rica"
+
+
+def test_generators_use_the_callable_given_per_name(graffiti):
+    """The graffiti welcome comes from the 'Welcome Generator' callable; without one, a labelled stand-in."""
+    seen = []
+
+    def welcome(inputs, language):
+        seen.append(language)
+        return "Welcome to the city's graffiti line."
+
+    s = Session(graffiti, language_code="en", generators={"Welcome Generator": welcome})
+    s.send()
+    assert s.send(text="hello").messages == ["Welcome to the city's graffiti line."] and seen == ["en"]
+    t = Session(graffiti, language_code="en")
+    t.send()
+    assert t.send(text="hello").messages == ["[stand-in for generator 'Welcome Generator']"]
+
+
+def test_generative_fallback_is_pluggable(graffiti):
+    """An unmatched utterance goes to the generative fallback callable; None from it says the static message."""
+    s = Session(graffiti, language_code="en", generators={GENERATIVE_FALLBACK: lambda text, lang: f"echo: {text}"})
+    s.send()
+    assert s.send(text="purple monkey dishwasher").messages == ["echo: purple monkey dishwasher"]
+    s = Session(graffiti, language_code="en", generators={GENERATIVE_FALLBACK: lambda text, lang: None})
+    s.send()
+    assert s.send(text="purple monkey dishwasher").messages == ["I didn't get that. Can you say it again?"]
+
+
+def test_data_store_answers_come_from_the_knowledge_callable():
+    """Lifeblood's flow answers a no-match from its data store: the callable's answer is said; none found is an
+    ordinary no-match, handled by the generative fallback."""
+    agent = load_agent(CORPUS / "lifeblood-donation-agent.zip")
+    asked = []
+
+    def store(query, language):
+        asked.append(query)
+        return ["You can donate 4 months after a tattoo."] if "tattoo" in query else []
+
+    s = Session(agent, knowledge=store, generators={GENERATIVE_FALLBACK: lambda text, lang: "fallback"})
+    s.send()
+    assert s.send(text="can I donate with a new tattoo").messages == ["You can donate 4 months after a tattoo."]
+    t = s.send(text="purple monkey dishwasher")
+    assert t.messages == ["fallback"] and "sys.no-match-default" in t.events
+    assert asked == ["can I donate with a new tattoo", "purple monkey dishwasher"]
+    default = Session(agent)
+    default.send()
+    assert default.send(text="what about tattoos").messages == [
+        "[stand-in for a data store answer to: what about tattoos]"]
+
+
+def test_graffiti_intent_parameters_read_dates_and_durations(graffiti):
+    """The graffiti report's @sys.date-time ("yesterday") and the waiting room's @sys.duration ("a minute") come
+    from the utterance in CX's shapes, relative to the session clock; @sys.location is not the whole sentence."""
+    s = Session(graffiti, language_code="en", clock=datetime(2026, 12, 2, 10, 0))
+    s.open()
+    t = s.send(text="I'd like to report graffiti on my property, I saw it yesterday")
+    assert t.intent == "head.report-graffiti"
+    assert t.params["date-time"] == {"year": 2026, "month": 12, "day": 1} and "location" not in t.params
+    s = Session(graffiti, language_code="en", start_flow="Address Collection")
+    s.send()
+    t = s.send(text="wait a minute")
+    assert t.intent == "prebuilt_components_waiting_room" and s.intent_params["duration"] == {"amount": 1, "unit": "min"}

@@ -339,11 +339,11 @@ def test_conditional_response_and_current_page(build_agent):
 
 
 def test_unsupported_feature_names_the_feature_and_file(build_agent):
-    """A generator in a fulfillment raises UnsupportedFeature naming the feature and the page file."""
+    """A message kind the simulator does not model raises UnsupportedFeature naming the feature and the page file."""
     agent = build_agent(flows={"Default Start Flow": {
         "routes": [route(condition="true", page="gen")],
-        "pages": {"gen": {"entry": fulfillment(generators=[{"generator": "g", "outputParameter": "$request.x"}])}}}})
-    with pytest.raises(UnsupportedFeature, match=r"generators.*gen\.json"):
+        "pages": {"gen": {"entry": {"messages": [{"toolCall": {"tool": "t"}}]}}}}})
+    with pytest.raises(UnsupportedFeature, match=r"message toolCall.*gen\.json"):
         Session(agent).send()
 
 

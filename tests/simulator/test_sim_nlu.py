@@ -109,8 +109,8 @@ def test_entity_extraction(agent, lang, entity, text, value):
 
 def test_unmodelled_system_entity_is_unsupported(agent):
     """A system entity the simulator does not model raises UnsupportedFeature naming it."""
-    with pytest.raises(UnsupportedFeature, match="@sys.date"):
-        NLU(agent, "en").extract("@sys.date", "tomorrow")
+    with pytest.raises(UnsupportedFeature, match="@sys.flight-number"):
+        NLU(agent, "en").extract("@sys.flight-number", "LH 400")
 
 
 def test_units_split_japanese_per_character_and_english_per_word():
