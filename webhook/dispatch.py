@@ -86,7 +86,8 @@ class Outcome:
 
 
 class Service:
-    """The webhook service: settings, the card store, the notifier and the tag registry, wired once."""
+    """The webhook service: settings, the card store, the notifier (for the back office and the relay, never used
+    while answering CX) and the tag registry, wired once."""
 
     def __init__(self, settings: Settings, store: Store, *, registry: Registry = REGISTRY) -> None:
         self.settings = settings
@@ -127,7 +128,6 @@ class Service:
             names = sorted({str(e["loc"][0]) for e in exc.errors() if e["loc"]})
             return self._failure(tag, session, ErrorCode.INVALID_PARAMETER, "invalid parameter: " + ", ".join(names))
 
-        new_outbox: list[int] = []
         # A unique-key race (two deliveries of the same CX retry) loses once; the second run reads the winner's row.
         for attempt in (1, 2):
             try:
@@ -135,7 +135,6 @@ class Service:
                     call = Call(uow=uow, settings=self.settings, session=session,
                                 language=request.language_code, caller_id=request.caller_id())
                     result: BaseModel = route.handler(params, call)
-                    new_outbox = [m.id for m in uow.repo.new_outbox] if uow.committed else []
                 break
             except IntegrityError:
                 if attempt == 2:
@@ -146,11 +145,8 @@ class Service:
             except Exception:  # noqa: BLE001 - the edge: log it, answer webhook_error, never a traceback in a body
                 log.exception("unexpected error", extra={"tag": tag})
                 return self._failure(tag, session, ErrorCode.INTERNAL, "unexpected error")
-        if new_outbox:
-            try:
-                self.notifier.deliver(self.store, new_outbox)
-            except Exception:  # noqa: BLE001 - committed and kept in the outbox; `outbox deliver` retries it
-                log.exception("outbox delivery failed after commit", extra={"tag": tag})
+        # A notice the handler queued is committed with its change; the outbox relay delivers it. Nothing between
+        # the commit and this answer touches a gateway: a stalled SMS provider cannot hold a CX turn.
         return Outcome(200, response(result.model_dump(exclude_unset=True)), tag=tag, session=session)
 
     def _failure(self, tag: str, session: str, code: ErrorCode, reason: str) -> Outcome:
