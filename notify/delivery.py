@@ -35,6 +35,11 @@ RECORD_TRIES = 3
 RECORD_PAUSE_S = 0.5
 
 
+_CLAIMED = (OutboxMessage.id, OutboxMessage.customer_id, OutboxMessage.kind, OutboxMessage.channel, OutboxMessage.to,
+            OutboxMessage.subject, OutboxMessage.body, OutboxMessage.redacted_body, OutboxMessage.attempts,
+            OutboxMessage.created_at, OutboxMessage.expires_at)
+
+
 def _due(now: dt.datetime):
     """Rows a relay may claim now: queued and due, or left in `sending` by a relay whose lease ran out."""
     return or_(
@@ -69,7 +74,7 @@ class Notifier:
         Returns counts: sent, failed (kept for retry), given_up (expired codes, permanent errors)."""
         counts = {"sent": 0, "failed": 0, "given_up": 0}
         only = None if ids is None else list(ids)
-        self.give_up_expired(store, now=now)
+        counts["given_up"] += self.give_up_expired(store, now=now)
         tried = 0
         while limit is None or tried < limit:
             claim = self.claim(store, only, now=now)
@@ -98,8 +103,9 @@ class Notifier:
         return len(expired)
 
     def claim(self, store: Store, ids: list[int] | None = None, *, now: dt.datetime | None = None
-              ) -> tuple[int, str] | None:
-        """Take the oldest due row for this relay: `(id, claim token)`, or None when nothing is due."""
+              ) -> tuple[OutboxMessage, str] | None:
+        """Take the oldest due row for this relay: `(message, claim token)` (the message detached, as claimed), or
+        None when nothing is due."""
         now = now or utcnow()
         token = relay_name()
         pick = select(OutboxMessage.id).where(_due(now), or_(OutboxMessage.expires_at.is_(None),
@@ -117,17 +123,17 @@ class Notifier:
                 .where(OutboxMessage.id == pick.scalar_subquery(), _due(now))
                 .values(status="sending", attempts=OutboxMessage.attempts + 1, claimed_by=token,
                         lease_until=now + dt.timedelta(seconds=self.settings.outbox_lease_seconds))
-                .returning(OutboxMessage.id)
-            ).scalar_one_or_none()
+                # The claimed row comes back with the claim: no second round trip to read it.
+                .returning(*_CLAIMED)
+            ).one_or_none()
             uow.commit()
-        return None if claimed is None else (claimed, token)
+        if claimed is None:
+            return None
+        return OutboxMessage(**{column.key: value for column, value in zip(_CLAIMED, claimed)}), token
 
-    def send(self, store: Store, message_id: int, token: str, *, now: dt.datetime | None = None) -> str:
-        """One attempt at a claimed row; returns its outcome: sent, failed or given_up."""
-        with store.unit_of_work() as uow:
-            message = uow.session.get(OutboxMessage, message_id)
-            assert message is not None
-            uow.session.expunge(message)
+    def send(self, store: Store, message: OutboxMessage, token: str, *, now: dt.datetime | None = None) -> str:
+        """One attempt at a claimed message; returns its outcome: sent, failed or given_up."""
+        message_id = message.id
         started = time.perf_counter()
         error: DeliveryError | None = None
         try:

@@ -95,7 +95,8 @@ class Relay:
                     conn.execute(f"LISTEN {CHANNEL}")
                     self.wake()  # rows committed while nobody listened
                     while not self.stop.is_set():
-                        for _ in conn.notifies(timeout=self.settings.outbox_poll_seconds, stop_after=1):
+                        # A short wait, so a SIGTERM is acted on promptly; the workers keep their own poll.
+                        for _ in conn.notifies(timeout=min(1.0, self.settings.outbox_poll_seconds), stop_after=1):
                             self.wake()
             except psycopg.Error as exc:
                 log.warning("outbox relay: LISTEN connection lost; polling", extra={"reason": type(exc).__name__})
