@@ -299,10 +299,13 @@ def outbox_deliver_command(operator: str | None) -> None:
 @reported
 def outbox_relay_command(once: bool, health_port: int | None) -> None:
     """Deliver notices as they are queued, until SIGTERM or Ctrl-C (the outbox relay; README: Delivering notices)."""
-    from notify import relay
+    from notify import DeliveryError, relay
 
     service = _service()
-    counts = relay.main(service.settings, service.store, once=once, health_port=health_port)
+    try:
+        counts = relay.main(service.settings, service.store, once=once, health_port=health_port)
+    except DeliveryError as exc:  # a backend that cannot work (NOTIFY_FILE unset …): say so, start nothing
+        raise click.ClickException(f"the relay cannot start: {exc}") from None
     if counts is not None:
         click.echo(f"outbox: {counts['sent']} sent, {counts['failed']} failed, {counts['given_up']} given up")
 
