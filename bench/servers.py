@@ -117,8 +117,9 @@ class Relay:
     def start(self) -> None:
         env = {**os.environ, **self.env, "PYTHONUNBUFFERED": "1"}
         env.pop("PORT", None)
-        self.process = subprocess.Popen([sys.executable, "-m", "flask", "--app", "main", "outbox", "relay"], cwd=ROOT,
-                                        env=env, stdout=self.log.open("ab"), stderr=subprocess.STDOUT)
+        with self.log.open("ab") as out:  # the child keeps its own copy of the descriptor
+            self.process = subprocess.Popen([sys.executable, "-m", "flask", "--app", "main", "outbox", "relay"],
+                                            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
 
     def drained(self, url: str, within_s: float = 120.0) -> bool:
         """Wait until nothing is left to send (the notices of the run just measured); False if it never was."""

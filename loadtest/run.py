@@ -273,8 +273,9 @@ class RelayProcess:
                "OTP_HASH_KEY": LOAD_HASH_KEY, "PYTHONUNBUFFERED": "1"}
         env.pop("PORT", None)
         root = Path(__file__).resolve().parent.parent
-        self.process = subprocess.Popen([sys.executable, "-m", "flask", "--app", "main", "outbox", "relay"], cwd=root,
-                                        env=env, stdout=self.log.open("wb"), stderr=subprocess.STDOUT)
+        with self.log.open("wb") as out:  # the child keeps its own copy of the descriptor
+            self.process = subprocess.Popen([sys.executable, "-m", "flask", "--app", "main", "outbox", "relay"],
+                                            cwd=root, env=env, stdout=out, stderr=subprocess.STDOUT)
         end = time.monotonic() + 60
         while "outbox relay started" not in self.log.read_text(errors="replace"):
             if self.process.poll() is not None or time.monotonic() > end:
