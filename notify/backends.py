@@ -114,7 +114,7 @@ class SmtpBackend:
             except smtplib.SMTPResponseException as exc:
                 raise DeliveryError(f"{type(exc).__name__}: {exc}", permanent=_smtp_permanent(exc.smtp_code)) from exc
             except (OSError, smtplib.SMTPException) as exc:
-                if deadline.expired:
+                if deadline.passed:
                     raise DeliveryError(f"SMTP: no answer within {deadline.seconds:g} s "
                                         "(NOTIFY_DEADLINE_SECONDS)") from exc
                 raise DeliveryError(f"{type(exc).__name__}: {exc}") from exc
@@ -166,7 +166,7 @@ class TwilioSms:
                 status = response.status
                 data = response.read(65536)
             except (OSError, http.client.HTTPException) as exc:
-                if deadline.expired:
+                if deadline.passed:
                     raise DeliveryError(f"Twilio: no answer within {deadline.seconds:g} s "
                                         "(NOTIFY_DEADLINE_SECONDS)") from exc
                 raise DeliveryError(f"Twilio: {type(exc).__name__}: {exc}") from exc

@@ -27,6 +27,11 @@ class Deadline:
         """Seconds left, never below a small floor (a socket timeout of 0 would mean non-blocking)."""
         return max(0.01, self._ends - time.monotonic())
 
+    @property
+    def passed(self) -> bool:
+        """Whether the deadline has come: the watchdog fired, or a socket timeout set to the time left did first."""
+        return self.expired or time.monotonic() >= self._ends - 0.05
+
     def _expire(self) -> None:
         self.expired = True
         sock = self._current_socket()
