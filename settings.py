@@ -49,17 +49,35 @@ class Settings(BaseModel):
     verified_session_ttl_seconds: int = Field(default=1800, ge=60)
     trust_upstream_auth_level: bool = False
 
+    # How notices leave: console / file (development), smtp (e-mail, and SMS through an e-mail-to-SMS gateway).
     notify_backend: Literal["console", "file", "smtp"] = "console"
     notify_file: Path | None = None
+    # SMS through a provider's HTTPS API instead of NOTIFY_BACKEND (e-mail still goes through NOTIFY_BACKEND).
+    sms_provider: Literal["none", "twilio"] = "none"
+    twilio_account_sid: str | None = Field(default=None, pattern=r"^AC[0-9a-fA-F]{32}$")
+    twilio_auth_token: SecretStr | None = None
+    # The sender: a phone number (+E.164), an alphanumeric sender id, or a Messaging Service SID (MG…).
+    twilio_from: str | None = None
+    twilio_api_base: str = "https://api.twilio.com"
+    # Every delivery attempt (connect, TLS, the whole exchange) ends within this, however the gateway behaves.
+    notify_deadline_seconds: float = Field(default=10.0, gt=0, le=60)
     smtp_host: str = "127.0.0.1"
     smtp_port: int = 25
     smtp_user: str | None = None
-    smtp_password: str | None = None
+    smtp_password: SecretStr | None = None
     smtp_starttls: bool = False
+    # SMTPS (TLS from the first byte, port 465) instead of STARTTLS.
+    smtp_ssl: bool = False
     smtp_from: str = "no-reply@example.com"
-    smtp_timeout_seconds: float = Field(default=5.0, gt=0, le=30)
     # SMS through an e-mail-to-SMS gateway: "<digits>@<smtp_sms_domain>". Unset: SMS fails under smtp.
     smtp_sms_domain: str | None = None
+    # The relay: how often it looks for due notices when no wake-up came (PostgreSQL wakes it by LISTEN/NOTIFY;
+    # SQLite has only this poll), how long a claim holds a row in `sending`, and how many sends run at once.
+    outbox_poll_seconds: float = Field(default=0.5, gt=0, le=60)
+    outbox_lease_seconds: int = Field(default=60, ge=5, le=3600)
+    outbox_relay_threads: int = Field(default=4, ge=1, le=64)
+    # /healthz/outbox answers 503 when a notice not yet delivered (nor given up) is older than this.
+    outbox_backlog_alert_seconds: int = Field(default=60, ge=1)
 
     # Who may call POST /webhook (webhook/auth.py). `none` is for development only.
     webhook_auth: Literal["google-id-token", "basic", "header", "none"] = "none"
@@ -133,6 +151,20 @@ class Settings(BaseModel):
         return self
 
     @model_validator(mode="after")
+    def _delivery_is_complete(self) -> Settings:
+        if self.sms_provider == "twilio":
+            missing = [name.upper() for name in ("twilio_account_sid", "twilio_auth_token", "twilio_from")
+                       if not getattr(self, name)]
+            if missing:
+                raise ValueError("SMS_PROVIDER=twilio needs " + ", ".join(missing))
+        if self.smtp_starttls and self.smtp_ssl:
+            raise ValueError("SMTP_STARTTLS and SMTP_SSL exclude each other (STARTTLS upgrades a plain connection)")
+        # A live relay must finish (or abandon) its attempt before its claim lapses, or two relays could both send.
+        if self.outbox_lease_seconds < 2 * self.notify_deadline_seconds:
+            raise ValueError("OUTBOX_LEASE_SECONDS must be at least twice NOTIFY_DEADLINE_SECONDS")
+        return self
+
+    @model_validator(mode="after")
     def _safe_for_production(self) -> Settings:
         if self.app_env != "production":
             return self
@@ -164,6 +196,11 @@ class Settings(BaseModel):
             problems.append(f"OTP_HASH_KEY is shorter than {MIN_PRODUCTION_OTP_KEY} characters")
         if self.notify_backend in ("console", "file"):
             problems.append(f"NOTIFY_BACKEND={self.notify_backend} writes codes locally instead of sending them (use smtp)")
+        if self.smtp_user and not (self.smtp_starttls or self.smtp_ssl):
+            problems.append("SMTP_USER is set without SMTP_STARTTLS or SMTP_SSL (the password would cross the network "
+                            "in clear)")
+        if self.sms_provider == "twilio" and not self.twilio_api_base.startswith("https://"):
+            problems.append("TWILIO_API_BASE must be an https:// URL")
         return problems
 
     @classmethod

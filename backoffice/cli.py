@@ -26,7 +26,7 @@ EXIT_REJECTED_ROWS = 3
 
 customers_cli = AppGroup("customers", help="Customers: import, show, delete, purge, re-enable codes.")
 handoffs_cli = AppGroup("handoffs", help="Hand-offs to a human (reactivation requests): list and answer.")
-outbox_cli = AppGroup("outbox", help="Notifications to customers: list and deliver.")
+outbox_cli = AppGroup("outbox", help="Notifications to customers: list, deliver, relay.")
 audit_cli = AppGroup("audit", help="The audit trail: who changed what, when.")
 
 
@@ -272,6 +272,11 @@ def outbox_list_command(status: str | None, limit: int, as_json: bool) -> None:
     if as_json:
         _echo_json(rows)
         return
+    from notify import backlog
+
+    queued = backlog(_service().store)
+    click.echo(f"backlog: {queued['queued']} not yet delivered"
+               + (f", the oldest queued {queued['oldest_age_s']:.0f} s ago" if queued["oldest_age_s"] is not None else ""))
     _table(rows, [("id", "id"), ("created_at", "at"), ("kind", "kind"), ("channel", "via"), ("to", "to"),
                   ("status", "status"), ("attempts", "tries"), ("next_attempt_at", "next try"),
                   ("sent_at", "sent"), ("last_error", "last error")], "no messages")
@@ -285,6 +290,24 @@ def outbox_deliver_command(operator: str | None) -> None:
     service = _service()
     counts = outbox.deliver(service.store, service.notifier, operator or outbox.SYSTEM_ACTOR)
     click.echo(f"outbox: {counts['due']} due, {counts['sent']} sent, {counts['failed']} failed")
+
+
+@outbox_cli.command("relay")
+@click.option("--once", is_flag=True, help="Deliver what is due now, then exit.")
+@click.option("--health-port", type=int, envvar="PORT", help="Serve /healthz and /healthz/outbox on this port "
+              "(default: $PORT when set, as on Cloud Run).")
+@reported
+def outbox_relay_command(once: bool, health_port: int | None) -> None:
+    """Deliver notices as they are queued, until SIGTERM or Ctrl-C (the outbox relay; README: Delivering notices)."""
+    from notify import DeliveryError, relay
+
+    service = _service()
+    try:
+        counts = relay.main(service.settings, service.store, once=once, health_port=health_port)
+    except DeliveryError as exc:  # a backend that cannot work (NOTIFY_FILE unset …): say so, start nothing
+        raise click.ClickException(f"the relay cannot start: {exc}") from None
+    if counts is not None:
+        click.echo(f"outbox: {counts['sent']} sent, {counts['failed']} failed, {counts['given_up']} given up")
 
 
 @outbox_cli.command("requeue")

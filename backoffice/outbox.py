@@ -16,7 +16,7 @@ from cardstore.models import AuditEvent, OutboxMessage, utcnow
 from cardstore.uow import Store, UnitOfWork
 from notify import MAX_ATTEMPTS, Notifier
 
-STATUSES = ("pending", "sending", "sent", "failed")
+STATUSES = ("pending", "sending", "sent", "failed", "given_up")
 # Who delivers when no operator is named: the system, as the seed's "SystemAdmin" (000).
 SYSTEM_ACTOR = "system:outbox"
 
@@ -73,7 +73,7 @@ def requeue(store: Store, message_id: int, actor: str, *, now: dt.datetime | Non
         if message.kind == "otp":
             raise Refused(f"message {message_id} is a one-time code: the customer asks for a new one instead")
         stuck = message.status == "sending"
-        exhausted = message.status == "failed" and message.attempts >= MAX_ATTEMPTS
+        exhausted = (message.status == "failed" and message.attempts >= MAX_ATTEMPTS) or message.status == "given_up"
         if not (stuck or exhausted):
             raise Refused(f"message {message_id} is {message.status} with {message.attempts} attempts: "
                           "only a message stuck in sending, or failed for good, is requeued")
@@ -81,6 +81,7 @@ def requeue(store: Store, message_id: int, actor: str, *, now: dt.datetime | Non
         message.status = "pending"
         message.attempts = 0
         message.next_attempt_at = now
+        message.lease_until = None
         uow.repo.add(AuditEvent(actor=actor, action="outbox.requeued", customer_id=message.customer_id,
                                 before=before, after={"outbox_id": message.id, "status": "pending"}))
         uow.commit()

@@ -35,7 +35,7 @@ from pathlib import Path
 
 from bench import seed
 from bench.bodies import PREFIX, TAGS, body, template
-from bench.servers import AUTH_HEADER, AUTH_TOKEN, ROOT, Server, post
+from bench.servers import AUTH_HEADER, AUTH_TOKEN, ROOT, Relay, Server, post
 
 HERE = Path(__file__).resolve().parent
 LUA = HERE / "wrk" / "cx.lua"
@@ -197,7 +197,10 @@ class Bench:
                          self.work / f"service-{label}.log")
         baseline = Server("baseline", "bench.baseline:create_app()", {"BENCH_BASELINE_RESPONSES": str(self.responses)},
                           self.work / f"baseline-{label}.log")
+        # The webhook only queues a lock's notice: the relay beside it sends it (the store's check counts sent ones).
+        relay = Relay(self.service_env(url, **(env or {})), self.work / f"relay-{label}.log")
         try:
+            relay.start()
             service.start()
             cold, status, _ = service.first_answer(body("get_card_details", 0))
             self.cold[f"service on {label}"] = cold
@@ -242,6 +245,8 @@ class Bench:
                         if kind == "service":
                             time.sleep(0.2)  # the last log lines
                             run.calls = service.calls_since_mark()
+                            if short == "lock" and not relay.drained(url):
+                                print(f"  the relay did not send every notice; see {relay.log}", flush=True)
                             check_run(run, before, written(url))
                         else:
                             run.check = "ok" if not run.socket_errors else f"{run.socket_errors} socket errors"
@@ -251,6 +256,7 @@ class Bench:
         finally:
             baseline.stop()
             service.stop()
+            relay.stop()
             store.dispose()
 
     def growth_phase(self, url: str) -> None:

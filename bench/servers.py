@@ -103,3 +103,46 @@ class Server:
                     key += ":" + entry["error_code"]
                 counts[key] = counts.get(key, 0) + 1
         return counts
+
+
+class Relay:
+    """The outbox relay beside the service (`flask --app main outbox relay`), as it runs in production: the
+    service only queues a lock's notice; this sends it (to the file backend here)."""
+
+    def __init__(self, env: dict[str, str], log: Path) -> None:
+        self.env = env
+        self.log = log
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        env = {**os.environ, **self.env, "PYTHONUNBUFFERED": "1"}
+        env.pop("PORT", None)
+        with self.log.open("ab") as out:  # the child keeps its own copy of the descriptor
+            self.process = subprocess.Popen([sys.executable, "-m", "flask", "--app", "main", "outbox", "relay"],
+                                            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+
+    def drained(self, url: str, within_s: float = 120.0) -> bool:
+        """Wait until nothing is left to send (the notices of the run just measured); False if it never was."""
+        from notify import backlog
+        from cardstore.uow import Store
+
+        store = Store(url)
+        try:
+            end = time.monotonic() + within_s
+            while time.monotonic() < end:
+                if backlog(store)["queued"] == 0:
+                    return True
+                time.sleep(0.1)
+            return False
+        finally:
+            store.dispose()
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.process = None

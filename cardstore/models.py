@@ -163,9 +163,10 @@ class Handoff(Base):
 
 
 class OutboxMessage(Base):
-    """A notification to send. Written in the transaction that caused it; delivered after commit."""
+    """A notification to send. Written in the transaction that caused it; delivered after commit by a relay."""
 
     __tablename__ = "outbox"
+    __table_args__ = (Index("ix_outbox_due", "status", "next_attempt_at"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     customer_id: Mapped[int | None] = mapped_column(ForeignKey("customers.id", ondelete="SET NULL"), index=True)
@@ -176,12 +177,18 @@ class OutboxMessage(Base):
     body: Mapped[str] = mapped_column(String(2000))
     # What `body` becomes once sent, so a delivered code does not stay readable in the store.
     redacted_body: Mapped[str] = mapped_column(String(2000))
-    status: Mapped[str] = mapped_column(String(8), default="pending", index=True)  # pending | sent | failed
+    # pending -> sending (claimed by a relay) -> sent | failed (retried after its backoff) | given_up (for good)
+    status: Mapped[str] = mapped_column(String(8), default="pending", index=True)
     attempts: Mapped[int] = mapped_column(default=0)
     last_error: Mapped[str | None] = mapped_column(String(500))
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     next_attempt_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     sent_at: Mapped[dt.datetime | None]
+    # A claim: the relay that holds the row in `sending`, until when. Past it, another relay may take the row.
+    lease_until: Mapped[dt.datetime | None]
+    claimed_by: Mapped[str | None] = mapped_column(String(64))
+    # A one-time code's own expiry: past it the notice is given up, never sent late.
+    expires_at: Mapped[dt.datetime | None]
 
 
 class AuditEvent(Base):

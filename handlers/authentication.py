@@ -125,7 +125,8 @@ def send_otp(params: SendOtpParams, call: Call) -> SendOtpResult:
     )
     masked = mask_email(customer.email) if params.otp_channel == "email" else mask_phone(customer.phone_e164)
     notices.enqueue(
-        repo, customer, "otp", params.otp_channel, call.language, secret=code, minutes=settings.otp_ttl_seconds // 60
+        repo, customer, "otp", params.otp_channel, call.language, secret=code, minutes=settings.otp_ttl_seconds // 60,
+        expires_at=challenge.expires_at,
     )
     repo.flush()
     repo.audit(

@@ -1,6 +1,8 @@
 """What the bank tells the customer by SMS or e-mail, in the conversation's language, and the outbox row for it."""
 from __future__ import annotations
 
+import datetime as dt
+
 from cardstore.models import Customer, OutboxMessage
 from cardstore.repository import Repository
 
@@ -26,9 +28,11 @@ def _lang(language: str) -> str:
 
 
 def enqueue(
-    repo: Repository, customer: Customer, kind: str, channel: str, language: str, *, secret: str | None = None, **values: object
+    repo: Repository, customer: Customer, kind: str, channel: str, language: str, *, secret: str | None = None,
+    expires_at: dt.datetime | None = None, **values: object
 ) -> OutboxMessage:
-    """Queue a notice to the customer's registered phone (sms) or e-mail; `secret` is redacted once sent."""
+    """Queue a notice to the customer's registered phone (sms) or e-mail; `secret` is redacted once sent; a notice
+    with `expires_at` (a code) is given up rather than delivered after that time."""
     subject, template = _TEXTS[kind][_lang(language)]
     body = template.format(code=secret or "", **values)
     redacted = template.format(code=REDACTED_CODE, **values) if secret else body
@@ -36,6 +40,7 @@ def enqueue(
     assert to is not None, "callers check the channel is registered"
     return repo.enqueue(
         OutboxMessage(
-            customer_id=customer.id, kind=kind, channel=channel, to=to, subject=subject, body=body, redacted_body=redacted
+            customer_id=customer.id, kind=kind, channel=channel, to=to, subject=subject, body=body, redacted_body=redacted,
+            expires_at=expires_at,
         )
     )

@@ -44,6 +44,9 @@ class LoadReport:
     audit_rows: int = 0
     problems: list[str] = field(default_factory=list)
     results: list = field(default_factory=list, repr=False)  # (op, status, parameters, latency_ms) per request
+    # Commit to gateway, per notice kind: the row's creation (in the committing transaction) to the moment the
+    # relay handed it to the (file) gateway, in ms.
+    notice_latencies_ms: dict[str, list[float]] = field(default_factory=dict)
 
     @property
     def total(self) -> int:
@@ -62,9 +65,22 @@ class LoadReport:
                            "mean": round(statistics.fmean(lat), 1) if lat else 0},
             "http_status": dict(self.statuses), "outcomes": dict(self.outcomes),
             "tickets": self.tickets, "reissues": self.reissues, "cards": self.cards, "audit_rows": self.audit_rows,
+            "commit_to_gateway_ms": {kind: _percentiles(values) for kind, values in
+                                     sorted(self.notice_latencies_ms.items())},
             "duplicate_tickets": sum("duplicate" in p for p in self.problems),
             "problems": len(self.problems),
         }
+
+
+def _percentiles(values: list[float]) -> dict[str, float]:
+    ordered = sorted(values)
+    if not ordered:
+        return {"n": 0}
+
+    def pct(p: float) -> float:
+        return round(ordered[min(len(ordered) - 1, int(p * len(ordered)))], 1)
+
+    return {"n": len(ordered), "p50": pct(0.50), "p95": pct(0.95), "max": round(ordered[-1], 1)}
 
 
 # --- arrange --------------------------------------------------------------------------------------------------
@@ -197,19 +213,106 @@ def _worker(args: tuple[str, list[Op], str, Any]) -> list[tuple[Op, int, dict, f
     return out
 
 
-def race(url: str, plans: list[list[Op]], workdir: Path) -> tuple[list[tuple[Op, int, dict, float]], float]:
+CODES_PER_CUSTOMER = 5  # OTP_SEND_LIMIT's default: what one customer may ask for in ten minutes
+CODE_INTERVAL_S = 0.05
+
+
+def _ask_codes(url: str, phones: list[str], start: Any, done: Any) -> int:
+    """A caller asking for codes (by SMS) all through the race: a code is what a caller waits for."""
+    from settings import Settings
+    from webhook.app import create_app
+
+    client = create_app(Settings(database_url=url, otp_hash_key=LOAD_HASH_KEY, db_pool_size=1)).test_client()
+    logging.getLogger("lockcard").setLevel(logging.ERROR)
+    start.wait()
+    asked = 0
+    for n in range(CODES_PER_CUSTOMER):
+        for phone in phones:
+            if done.is_set():
+                return asked
+            body = {"detectIntentResponseId": "load", "languageCode": "ja",
+                    "fulfillmentInfo": {"tag": "prebuilt_components_authentication:send_otp"},
+                    "sessionInfo": {"session": f"{SESSION_PREFIX}code-{phone}-{n}",
+                                    "parameters": {"phone_number": phone, "otp_channel": "sms"}}}
+            client.post("/webhook", json=body)
+            asked += 1
+            time.sleep(CODE_INTERVAL_S)
+    return asked
+
+
+def race(url: str, plans: list[list[Op]], workdir: Path, phones: list[str] | None = None
+         ) -> tuple[list[tuple[Op, int, dict, float]], float]:
     ctx = multiprocessing.get_context("spawn")
     with ctx.Manager() as manager:
-        start = manager.Event()
-        with ctx.Pool(len(plans)) as pool:
+        start, done = manager.Event(), manager.Event()
+        with ctx.Pool(len(plans) + 1) as pool:
             pending = pool.map_async(_worker, [(url, ops, str(workdir / f"notify-{i}.jsonl"), start)
                                                for i, ops in enumerate(plans)])
+            codes = pool.apply_async(_ask_codes, (url, phones or [], start, done))
             time.sleep(0.5)  # let every worker build its app before the gun
             t0 = time.perf_counter()
             start.set()
             results = pending.get()
             wall = time.perf_counter() - t0
+            done.set()
+            codes.get()
     return [r for worker in results for r in worker], wall
+
+
+class RelayProcess:
+    """The outbox relay beside the workers (`flask --app main outbox relay`), delivering to a file gateway."""
+
+    def __init__(self, url: str, workdir: Path) -> None:
+        import os
+        import subprocess
+        import sys
+
+        self.gateway = workdir / "gateway.jsonl"
+        self.log = workdir / "relay.log"
+        env = {**os.environ, "DATABASE_URL": url, "NOTIFY_BACKEND": "file", "NOTIFY_FILE": str(self.gateway),
+               "OTP_HASH_KEY": LOAD_HASH_KEY, "PYTHONUNBUFFERED": "1"}
+        env.pop("PORT", None)
+        root = Path(__file__).resolve().parent.parent
+        with self.log.open("wb") as out:  # the child keeps its own copy of the descriptor
+            self.process = subprocess.Popen([sys.executable, "-m", "flask", "--app", "main", "outbox", "relay"],
+                                            cwd=root, env=env, stdout=out, stderr=subprocess.STDOUT)
+        end = time.monotonic() + 60
+        while "outbox relay started" not in self.log.read_text(errors="replace"):
+            if self.process.poll() is not None or time.monotonic() > end:
+                raise SystemExit(f"the outbox relay did not start; see {self.log}:\n{self.log.read_text()}")
+            time.sleep(0.05)
+
+    def drain_and_stop(self, url: str, within_s: float = 120) -> None:
+        from cardstore.uow import Store
+        from notify import backlog
+
+        store = Store(url)
+        end = time.monotonic() + within_s
+        while backlog(store)["queued"] and time.monotonic() < end:
+            time.sleep(0.1)
+        store.dispose()
+        self.process.terminate()
+        self.process.wait(30)
+
+    def latencies(self, url: str) -> dict[str, list[float]]:
+        """Per kind, the commit-to-gateway time of every notice the relay delivered."""
+        from cardstore.models import OutboxMessage
+        from cardstore.uow import Store
+
+        delivered = {}
+        if self.gateway.exists():
+            for line in self.gateway.read_text(encoding="utf-8").splitlines():
+                record = json.loads(line)
+                delivered[record["id"]] = dt.datetime.fromisoformat(record["at"])
+        store = Store(url)
+        out: dict[str, list[float]] = defaultdict(list)
+        with store.unit_of_work() as uow:
+            for m in uow.session.scalars(select(OutboxMessage)):
+                if m.id in delivered:
+                    kind = "code" if m.kind == "otp" else "ticket"
+                    out[kind].append((delivered[m.id] - m.created_at).total_seconds() * 1000)
+        store.dispose()
+        return dict(out)
 
 
 # --- check ----------------------------------------------------------------------------------------------------
@@ -244,7 +347,11 @@ def check(url: str, results: list[tuple[Op, int, dict, float]], report: LoadRepo
         reissues = list(s.scalars(select(ReissueRequest)))
         cards = {c.id: c for c in s.scalars(select(Card))}
         audit = list(s.scalars(select(AuditEvent).order_by(AuditEvent.id)))
-        notices = Counter((m.kind, m.body) for m in s.scalars(select(OutboxMessage)))
+        rows = list(s.scalars(select(OutboxMessage)))
+        notices = Counter((m.kind, m.redacted_body) for m in rows)
+        undelivered = Counter(m.status for m in rows if m.status != "sent")
+        if undelivered:
+            report.problems.append(f"notices the relay did not deliver: {dict(undelivered)}")
         report.tickets, report.reissues, report.cards, report.audit_rows = len(tickets), len(reissues), len(cards), len(audit)
 
         locked_audit = Counter(a.after["ticket_number"] for a in audit if a.action == "card.locked")
@@ -336,7 +443,12 @@ def run(url: str, *, workers: int = 8, requests: int = 500, seed: int = 1, custo
     plans = plan(arranged["customers"], workers=workers, requests=requests, seed=seed)
     report = LoadReport(workers=workers, requests_per_worker=requests)
     with tempfile.TemporaryDirectory(prefix="lockcard-load-") as tmp:
-        results, report.wall_s = race(url, plans, Path(tmp))
+        relay = RelayProcess(url, Path(tmp))
+        try:
+            results, report.wall_s = race(url, plans, Path(tmp), [p["phone"] for p in arranged["customers"]])
+        finally:
+            relay.drain_and_stop(url)
+        report.notice_latencies_ms = relay.latencies(url)
     report.results = results
     report.latencies_ms = [r[3] for r in results]
     check(url, results, report)

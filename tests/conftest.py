@@ -13,6 +13,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import create_engine, make_url, text
 
 from cardstore import fixtures, migrate
+from cardstore.errors import StoreUnavailable
 from cardstore.models import Base
 from cardstore.uow import Store
 from settings import Settings
@@ -113,13 +114,35 @@ def assert_official_webhook_response(body: str) -> None:
     WebhookResponse.from_json(body, ignore_unknown_fields=False)
 
 
+def relay_of(app) -> "Relay":
+    """The outbox relay of an app under test (one per app): the webhook queues notices, only this delivers them."""
+    from notify.relay import Relay
+
+    if "test_relay" not in app.extensions:
+        service = service_of(app)
+        app.extensions["test_relay"] = Relay(service.settings, service.store)
+    return app.extensions["test_relay"]
+
+
 class Phone:
-    """The customer's phone and mailbox: what the file notification backend delivered."""
+    """The customer's phone and mailbox: what the outbox relay delivered through the file notification backend.
+
+    Reading it first lets the relay of every app under test deliver what is due (one real relay pass), as the
+    running relay would have done by the time a caller looks at their phone."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self.apps: list = []
+
+    def deliver(self) -> None:
+        for app in self.apps:
+            try:
+                relay_of(app).drain()
+            except StoreUnavailable:
+                pass  # that app's store is down (a fault test): its notices stay queued
 
     def messages(self, to: str | None = None) -> list[dict]:
+        self.deliver()
         if not self.path.exists():
             return []
         rows = [json.loads(line) for line in self.path.read_text(encoding="utf-8").splitlines()]
@@ -177,6 +200,7 @@ def make_app(tmp_path, sqlite_url, phone):
         app = create_app(test_settings(url, phone.path, **overrides))
         app.test_client_class = CxClient
         apps.append(app)
+        phone.apps.append(app)
         return app
 
     yield factory
@@ -250,6 +274,11 @@ class Caller:
         body = cx_request(self.TAGS[action], self.session, caller_id=self.caller_id, **params)
         response = self.client.post("/webhook", json=body)
         assert response.status_code == 200, response.get_data(as_text=True)
+        # The relay delivers what the call queued (one pass of the real relay, after the answer, never inside it).
+        try:
+            relay_of(self.client.application).drain()
+        except StoreUnavailable:
+            pass  # a running relay waits for the store to come back; the notice stays queued
         return response.get_json()["sessionInfo"]["parameters"]
 
     def authenticate(self, channel: str = "sms") -> dict:

@@ -66,6 +66,17 @@ def create_app(settings: Settings | None = None, **overrides: object) -> Flask:
             return json_response(503, {"status": "unavailable", "store": str(exc)})
         return json_response(200, {"status": "ok"})
 
+    @app.get("/healthz/outbox")
+    def healthz_outbox():
+        # For an uptime check / alert, not a liveness probe: a stuck relay must page someone, not restart the webhook.
+        from notify.relay import backlog_health
+
+        try:
+            fine, report = backlog_health(service.store, service.settings)
+        except StoreUnavailable as exc:
+            return json_response(503, {"status": "unavailable", "store": str(exc)})
+        return json_response(200 if fine else 503, {"status": "ok" if fine else "backlog", "outbox": report})
+
     from backoffice import cli as backoffice_cli
     from cardstore import cli as store_cli
 

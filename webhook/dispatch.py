@@ -109,7 +109,8 @@ class Outcome:
 
 
 class Service:
-    """The webhook service: settings, the card store, the notifier and the tag registry, wired once."""
+    """The webhook service: settings, the card store, the notifier (for the back office and the relay, never used
+    while answering CX) and the tag registry, wired once."""
 
     def __init__(self, settings: Settings, store: Store, *, registry: Registry = REGISTRY) -> None:
         self.settings = settings
@@ -164,7 +165,6 @@ class Service:
             return Done(code=ErrorCode.INVALID_PARAMETER, reason="invalid parameter: " + ", ".join(names))
 
         tag = route.tag
-        new_outbox: list[int] = []
         result: BaseModel | None = None
         # A unique-key race (two deliveries of the same CX retry) loses once; the second run reads the winner's row.
         for attempt in (1, 2):
@@ -175,7 +175,6 @@ class Service:
                     if turn.credential is not None:
                         call.session = credential_session(turn.credential, getattr(params, "phone_number", ""), call)
                     result = route.handler(params, call)
-                    new_outbox = [m.id for m in uow.repo.new_outbox] if uow.committed else []
                 break
             except IntegrityError:
                 if attempt == 2:
@@ -186,11 +185,8 @@ class Service:
             except Exception:  # noqa: BLE001 - the edge: log it, answer webhook_error, never a traceback in a body
                 log.exception("unexpected error", extra={"tag": tag})
                 return Done(code=ErrorCode.INTERNAL, reason="unexpected error")
-        if new_outbox:
-            try:
-                self.notifier.deliver(self.store, new_outbox)
-            except Exception:  # noqa: BLE001 - committed and kept in the outbox; `outbox deliver` retries it
-                log.exception("outbox delivery failed after commit", extra={"tag": tag})
+        # A notice the handler queued is committed with its change; the outbox relay delivers it. Nothing between
+        # the commit and this answer touches a gateway: a stalled SMS provider cannot hold a CX turn.
         return Done(result=result, session=call.session)
 
     def _failure(self, tag: str, session: str, code: ErrorCode, reason: str) -> Outcome:

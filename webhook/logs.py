@@ -15,7 +15,7 @@ import re
 import sys
 
 _FIELDS = ("tag", "session", "latency_ms", "status", "outcome", "error_code", "reason", "outbox_id", "error",
-           "httpRequest")
+           "httpRequest", "kind", "channel", "to", "attempt", "send_ms", "queued_ms")
 # Cloud Logging's own keys: ids, never personal, and must reach it unchanged.
 _TRACE_FIELDS = ("logging.googleapis.com/trace", "logging.googleapis.com/spanId",
                  "logging.googleapis.com/trace_sampled")

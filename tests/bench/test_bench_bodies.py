@@ -53,12 +53,15 @@ def test_a_wrong_code_request_of_the_benchmark_is_counted_against_a_pending_code
 
 
 def test_a_lock_request_of_the_benchmark_is_a_real_write(bench_app):
-    """A lock in a freshly verified session issues a ticket, audits it and delivers the notice."""
+    """A lock in a freshly verified session issues a ticket, audits it and queues the notice the relay delivers."""
+    from tests.conftest import relay_of
+
     app, url, layout = bench_app
     i = layout.pool_start + 1
     seed.verify_sessions(service_of(app).store, "lock", range(i, i + 1))
     before = written(url)
     params = answer(app, body("lock", i))
+    relay_of(app).drain()
     assert params["card_status"] == "inactive" and len(str(params["ticket_number"])) == 7
     after = written(url)
     assert {k: after[k] - before[k] for k in ("lock_tickets", "audit_card_locked", "outbox_sent")} == {
