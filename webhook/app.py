@@ -65,6 +65,9 @@ def create_app(settings: Settings | None = None, **overrides: object) -> Flask:
 
     store_cli.init_app(app)
     backoffice_cli.init_app(app)  # customers, handoffs, outbox, audit
+    import console
+
+    console.init_app(app)  # the operators' console under /console (unless CONSOLE_AUTH=off)
     return app
 
 

@@ -1,0 +1,132 @@
+"""Imports started from the console: preview a file, then import it in the background, its progress in the store.
+
+The job row keeps the uploaded file only until the import ran, the preview (every bad row and why), the phase and
+how far it is, and the result. A page reload, or another instance, reads the same row; the URL carries only the
+job's random token.
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import secrets
+import threading
+from typing import Any, Iterator
+
+from sqlalchemy import select, update
+
+from backoffice import importer
+from backoffice.errors import BackofficeError, NotFound, Refused
+from cardstore.models import ImportJob, utcnow
+from cardstore.uow import Store
+
+log = logging.getLogger("lockcard.backoffice")
+PREVIEWED, RUNNING, DONE, FAILED = "previewed", "running", "done", "failed"
+# How often progress is written: every this many rows (or sooner when a phase ends); the page polls it.
+PROGRESS_EVERY_ROWS = 1000
+MAX_FILENAME = 200
+
+
+def preview(store: Store, data: bytes, *, filename: str, actor: str, region: str) -> str:
+    """Check the file (every row, and rows of one number against each other) and keep it for `start`.
+
+    Returns the job's token. A file that cannot be read at all raises BadInput and keeps nothing.
+    """
+    report, _groups = importer.check_file(data, region=region, filename=filename)
+    token = secrets.token_urlsafe(24)
+    with store.unit_of_work() as uow:
+        uow.repo.add(ImportJob(token=token, actor=actor, filename=filename[:MAX_FILENAME], status=PREVIEWED,
+                               data=data, preview=report.as_dict(), total=report.read))
+        uow.repo.audit(actor, "import.previewed", after={"file": filename[:MAX_FILENAME], "rows": report.read,
+                                                         "rejected": len(report.rejected)})
+        uow.commit()
+    return token
+
+
+def status(store: Store, token: str) -> dict[str, Any]:
+    """The job as the console shows it (no file contents)."""
+    with store.unit_of_work() as uow:
+        job = uow.session.scalars(select(ImportJob).where(ImportJob.token == token)).one_or_none()
+        if job is None:
+            raise NotFound("no such import")
+        return {"token": job.token, "filename": job.filename, "actor": job.actor, "status": job.status,
+                "phase": job.phase, "total": job.total, "done": job.done, "preview": job.preview,
+                "result": job.result, "error": job.error}
+
+
+def start(store: Store, token: str, actor: str, *, region: str, background: bool = True) -> None:
+    """Run a previewed import, once (a second click or another operator is refused), in a thread by default."""
+    with store.unit_of_work() as uow:
+        won = uow.session.execute(
+            update(ImportJob).where(ImportJob.token == token, ImportJob.status == PREVIEWED)
+            .values(status=RUNNING, phase="checking rows", done=0, updated_at=utcnow())
+            .execution_options(synchronize_session=False)).rowcount
+        if won != 1:
+            exists = uow.session.scalar(select(ImportJob.id).where(ImportJob.token == token))
+            if exists is None:
+                raise NotFound("no such import")
+            raise Refused("this import was already started")
+        filename = uow.session.scalar(select(ImportJob.filename).where(ImportJob.token == token))
+        uow.repo.audit(actor, "import.started", after={"file": filename})
+        uow.commit()
+    if background:
+        threading.Thread(target=run, args=(store, token, actor, region), name="console-import", daemon=True).start()
+    else:
+        run(store, token, actor, region)
+
+
+def run(store: Store, token: str, actor: str, region: str) -> None:
+    """The import itself; its progress and result are written to the job row. The file is dropped afterwards."""
+    with store.unit_of_work() as uow:
+        job = uow.session.scalars(select(ImportJob).where(ImportJob.token == token)).one()
+        data, filename = job.data or b"", job.filename
+    try:
+        report = importer.import_csv(store, data, operator=actor, region=region, filename=filename,
+                                     progress=_StoreProgress(store, token))
+        values: dict[str, Any] = {"status": DONE, "result": report.as_dict()}
+    except BackofficeError as exc:
+        values = {"status": FAILED, "error": str(exc)[:500]}
+    except Exception as exc:  # noqa: BLE001 - the page must say it failed, not spin for ever
+        log.exception("console import failed")
+        values = {"status": FAILED, "error": f"the import failed ({type(exc).__name__}); batches already "
+                                             "committed stay: import the file again to finish it"}
+    with store.unit_of_work() as uow:
+        uow.session.execute(update(ImportJob).where(ImportJob.token == token)
+                            .values(data=None, updated_at=utcnow(), **values))
+        uow.commit()
+
+
+class _StoreProgress:
+    """importer's progress protocol (label, total) -> bar.update(n), written to the job row now and then."""
+
+    def __init__(self, store: Store, token: str) -> None:
+        self.store = store
+        self.token = token
+
+    @contextlib.contextmanager
+    def __call__(self, label: str, total: int) -> Iterator[Any]:
+        bar = _Bar(self, label, total)
+        bar.write()
+        yield bar
+        bar.write(final=True)
+
+    def save(self, phase: str, total: int, done: int) -> None:
+        with self.store.unit_of_work() as uow:
+            uow.session.execute(update(ImportJob).where(ImportJob.token == self.token)
+                                .values(phase=phase, total=total, done=done, updated_at=utcnow()))
+            uow.commit()
+
+
+class _Bar:
+    def __init__(self, progress: _StoreProgress, label: str, total: int) -> None:
+        self.progress, self.label, self.total = progress, label, max(total, 1)
+        self.done = 0
+        self.written = 0
+
+    def update(self, n: int) -> None:
+        self.done += n
+        if self.done - self.written >= PROGRESS_EVERY_ROWS:
+            self.write()
+
+    def write(self, final: bool = False) -> None:
+        self.written = self.done
+        self.progress.save(self.label, self.total, self.total if final else min(self.done, self.total))
