@@ -14,7 +14,7 @@ class ActionForm(FlaskForm):
 
 
 class AnswerForm(FlaskForm):
-    resolution = RadioField(choices=[(r, r) for r in handoffs.RESOLUTIONS], validators=[DataRequired()])
+    resolution = RadioField(choices=list(handoffs.RESOLUTIONS), validators=[DataRequired()])
     note = TextAreaField(validators=[DataRequired(), Length(max=handoffs.MAX_NOTE)])
 
 
@@ -25,7 +25,7 @@ class SearchForm(FlaskForm):
 class AuditFilterForm(FlaskForm):
     phone = StringField(validators=[Optional(), Length(max=40)])
     actor = StringField(validators=[Optional(), Length(max=100)])
-    action = SelectField(choices=[("", "")] + [(a, a) for a in audit.ACTIONS], validators=[Optional()])
+    action = SelectField(choices=["", *audit.ACTIONS], validators=[Optional()])
     since = DateField(validators=[Optional()])
     until = DateField(validators=[Optional()])
 
