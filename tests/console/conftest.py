@@ -52,6 +52,16 @@ class Iap:
         return {"x-goog-iap-jwt-assertion": self.assertion(email, **claims)}
 
 
+def locked_and_handed_off(app, phone, last4="5555") -> int:
+    """Hanako (09000001111) verifies by SMS, locks card `last4` temporarily and asks for reactivation."""
+    from tests.conftest import Caller
+
+    hanako = Caller(app.test_client(), phone, f"call-{last4}", "09000001111")
+    hanako.authenticate()
+    hanako.call("lock_card", last_four_digit_of_card_number=last4, lock_type="inactive", lock_reason="lost")
+    return hanako.call("request_reactivation", last_four_digit_of_card_number=last4)["handoff_id"]
+
+
 class _KeysHandler(BaseHTTPRequestHandler):
     def do_GET(self):  # noqa: N802 - http.server's naming
         body = self.server.body

@@ -11,18 +11,8 @@ from sqlalchemy import select, update
 
 from cardstore.models import AuditEvent, Card, Customer, Handoff, OutboxMessage, utcnow
 from settings import ProductionRefused, Settings
-from tests.console.conftest import AUDIENCE, OPERATOR, OUTSIDER, SUPERVISOR, new_ec_key
+from tests.console.conftest import AUDIENCE, OPERATOR, OUTSIDER, SUPERVISOR, locked_and_handed_off, new_ec_key
 from tests.store_state import unchanged
-
-
-def locked_and_handed_off(app, phone, last4="5555") -> int:
-    """Hanako (09000001111) verifies by SMS, locks card `last4` temporarily and asks for reactivation."""
-    from tests.conftest import Caller
-
-    hanako = Caller(app.test_client(), phone, f"call-{last4}", "09000001111")
-    hanako.authenticate()
-    hanako.call("lock_card", last_four_digit_of_card_number=last4, lock_type="inactive", lock_reason="lost")
-    return hanako.call("request_reactivation", last_four_digit_of_card_number=last4)["handoff_id"]
 
 
 def audit_rows(store, action: str) -> list[SimpleNamespace]:
