@@ -11,11 +11,12 @@ $(BIN)/python:
 venv: $(BIN)/python
 	$(BIN)/pip install -q --disable-pip-version-check -r requirements-dev.txt
 
-# The demo webhook on the embedded SQLite store, fixtures loaded, on http://127.0.0.1:8080/webhook
+# The demo webhook on the embedded SQLite store, fixtures loaded, on http://127.0.0.1:8080/webhook, and the
+# operators' console on http://127.0.0.1:8080/console signed in as a development supervisor (production refuses it)
 demo: venv
 	$(BIN)/flask --app main store upgrade
 	$(BIN)/flask --app main store load-fixtures
-	$(BIN)/flask --app main run --port 8080
+	CONSOLE_AUTH=development $(BIN)/flask --app main run --port 8080
 
 # The whole default test suite (PostgreSQL store tests too when TEST_DATABASE_URL is set)
 test: venv
