@@ -302,7 +302,7 @@ def handoffs_resolve_command(handoff_id: int, operator: str, reactivate: bool, r
         raise click.UsageError("choose exactly one of --reactivate or --reject")
     resolution = handoffs.REACTIVATED if reactivate else handoffs.REJECTED
     with _service().store.unit_of_work() as uow:
-        answered = handoffs.resolve(uow, handoff_id, operator, resolution, note)
+        answered = handoffs.resolve(uow, handoff_id, operator, resolution, note, zone=_zone())
     _echo(f"hand-off {handoff_id} answered by {operator}: {resolution}; card {answered['card']} is now "
                f"{answered['card_status']}")
 

@@ -106,7 +106,7 @@ def check_note(note: str | None) -> str:
 
 
 def resolve(uow: UnitOfWork, handoff_id: int, operator: str, resolution: str, note: str,
-            *, now: dt.datetime | None = None) -> dict[str, Any]:
+            *, now: dt.datetime | None = None, zone: ZoneInfo | None = None) -> dict[str, Any]:
     """Answer a hand-off: reactivate the card (inactive -> active) or reject the request, with a note.
 
     Refused when the hand-off is already answered, or when reactivation no longer fits the card (it was blocked
@@ -123,7 +123,7 @@ def resolve(uow: UnitOfWork, handoff_id: int, operator: str, resolution: str, no
         raise NotFound(f"no hand-off {handoff_id}")
     if handoff.status != UNANSWERED:
         raise Refused(f"hand-off {handoff_id} was already answered ({handoff.resolution}) by {handoff.answered_by} "
-                      f"at {records.when(handoff.answered_at)}")
+                      f"at {records.when(handoff.answered_at, zone)}")
     card = s.scalars(select(Card).where(Card.id == handoff.card_id).with_for_update()).one()
     customer = s.get(Customer, handoff.customer_id)
     assert customer is not None
@@ -155,6 +155,6 @@ def resolve(uow: UnitOfWork, handoff_id: int, operator: str, resolution: str, no
         message = notices.enqueue(uow.repo, customer, f"handoff_{resolution}", "sms", "ja", last4=card.last4)
     uow.commit()
     s.refresh(handoff)
-    answered = records.handoff(handoff, customer.phone_e164)
+    answered = records.handoff(handoff, customer.phone_e164, zone)
     answered["outbox_id"] = message.id if message is not None else None
     return answered

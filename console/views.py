@@ -188,7 +188,8 @@ def answer(handoff_id: int):
     service = _service()
     try:
         with service.store.unit_of_work() as uow:
-            answered = handoffs.resolve(uow, handoff_id, g.identity.email, form.resolution.data, form.note.data)
+            answered = handoffs.resolve(uow, handoff_id, g.identity.email, form.resolution.data, form.note.data,
+                                        zone=_zone())
     except BackofficeError as exc:
         _failed(exc)
         return redirect(url_for(".queue"))
