@@ -72,8 +72,9 @@ def list_events(uow: UnitOfWork, *, phone_e164: str | None = None, customer_id: 
 
 def csv_cell(value: Any) -> str:
     """A value as a CSV cell a spreadsheet shows as text: formula starts get a leading apostrophe, controls escaped."""
-    text = "" if value is None else escaped(str(value), multiline=False)
-    return "'" + text if text.startswith(_FORMULA_START) else text
+    raw = "" if value is None else str(value)
+    text = escaped(raw, multiline=False)
+    return "'" + text if raw.startswith(_FORMULA_START) else text
 
 
 def to_csv(rows: Iterable[dict[str, Any]]) -> str:
