@@ -90,19 +90,31 @@ def iap():
     server.server_close()
 
 
-@pytest.fixture
-def console_app(make_app, iap):
-    """`console_app(**overrides)`: the service with its console behind (our) IAP; one operator, one supervisor."""
-
+def _console_factory(make_app, iap, database_url: str | None):
     def factory(**overrides):
         values = {"console_auth": "iap", "console_iap_audience": AUDIENCE, "console_iap_certs_url": iap.certs_url,
                   "console_operators": OPERATOR, "console_supervisors": SUPERVISOR}
+        if database_url is not None:
+            values["database_url"] = database_url
         values.update(overrides)
         app = make_app(**values)
         app.testing = True  # a view's exception fails the test with its traceback, not as a 500 page
         return app
 
     return factory
+
+
+@pytest.fixture
+def console_app(make_app, iap, store_url):
+    """`console_app(**overrides)`: the service with its console behind (our) IAP, one operator and one supervisor,
+    on each store backend in turn."""
+    return _console_factory(make_app, iap, store_url)
+
+
+@pytest.fixture
+def browser_console_app(make_app, iap):
+    """The same on SQLite only, for the browser tests (what they check does not depend on the store)."""
+    return _console_factory(make_app, iap, None)
 
 
 _TOKEN = re.compile(r'name="csrf_token" type="hidden" value="([^"]+)"|name="csrf_token" value="([^"]+)"')

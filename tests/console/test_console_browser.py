@@ -28,13 +28,13 @@ def handoff_status(app, handoff_id: int) -> tuple[str, str]:
         return h.status, h.card.status
 
 
-def test_a_supervisor_answers_a_handoff_and_the_customer_sms_is_in_the_outbox(console_app, iap, chromium_page,
+def test_a_supervisor_answers_a_handoff_and_the_customer_sms_is_in_the_outbox(browser_console_app, iap, chromium_page,
                                                                               phone):
     """Queue (未回答 first) -> detail with the full number -> reactivate with a note -> 回答済み; the outbox lists
     the SMS of the outcome to the customer's (masked) number."""
     from playwright.sync_api import expect
 
-    app = console_app()
+    app = browser_console_app()
     first = locked_and_handed_off(app, phone, "5555")
     locked_and_handed_off(app, phone, "6666")
     page = chromium_page
@@ -62,7 +62,7 @@ def test_a_supervisor_answers_a_handoff_and_the_customer_sms_is_in_the_outbox(co
         expect(sms).to_contain_text("*********1111")
 
 
-def test_import_shows_every_bad_row_then_a_100k_file_moves_its_progress_bar(console_app, iap, chromium_page,
+def test_import_shows_every_bad_row_then_a_100k_file_moves_its_progress_bar(browser_console_app, iap, chromium_page,
                                                                            tmp_path):
     """A small file's preview lists each bad line with all its reasons (a conflict on both rows); a 100,000-row
     file's import shows a bar that moves, survives a reload, and ends in the summary."""
@@ -70,7 +70,7 @@ def test_import_shows_every_bad_row_then_a_100k_file_moves_its_progress_bar(cons
 
     from backoffice.bench_import import generate
 
-    app = console_app()
+    app = browser_console_app()
     page = chromium_page
     page.set_default_timeout(300_000)  # an upper bound for a loaded machine, not a speed assertion
     sign_in(page, iap, OPERATOR)
@@ -116,12 +116,12 @@ def test_import_shows_every_bad_row_then_a_100k_file_moves_its_progress_bar(cons
 
 
 @pytest.mark.parametrize("who", [OPERATOR])
-def test_a_customer_is_found_by_three_spellings(console_app, iap, chromium_page, who):
+def test_a_customer_is_found_by_three_spellings(browser_console_app, iap, chromium_page, who):
     """090-0000-1111, +81 90 0000 1111 and full-width ０９０００００１１１１ open the same customer; the address
     bar never shows the number."""
     from playwright.sync_api import expect
 
-    app = console_app()
+    app = browser_console_app()
     page = chromium_page
     sign_in(page, iap, who)
     with live_server(app) as base:
@@ -134,12 +134,12 @@ def test_a_customer_is_found_by_three_spellings(console_app, iap, chromium_page,
             assert "1111" not in page.url and "0000" not in page.url
 
 
-def test_an_operator_has_no_reactivate_control_and_its_post_is_refused(console_app, iap, chromium_page, phone):
+def test_an_operator_has_no_reactivate_control_and_its_post_is_refused(browser_console_app, iap, chromium_page, phone):
     """The operator's detail page offers only 'reject'; a POST made by hand with a valid token gets 403 and the
     hand-off stays 未回答."""
     from playwright.sync_api import expect
 
-    app = console_app()
+    app = browser_console_app()
     handoff_id = locked_and_handed_off(app, phone)
     page = chromium_page
     sign_in(page, iap, OPERATOR)
@@ -154,11 +154,11 @@ def test_an_operator_has_no_reactivate_control_and_its_post_is_refused(console_a
     assert handoff_status(app, handoff_id) == ("unanswered", "inactive")
 
 
-def test_a_form_posted_without_its_csrf_token_is_refused(console_app, iap, chromium_page, phone):
+def test_a_form_posted_without_its_csrf_token_is_refused(browser_console_app, iap, chromium_page, phone):
     """The answer form with its token removed (what a cross-site form would send): 400, nothing answered."""
     from playwright.sync_api import expect
 
-    app = console_app()
+    app = browser_console_app()
     handoff_id = locked_and_handed_off(app, phone)
     page = chromium_page
     sign_in(page, iap, SUPERVISOR)

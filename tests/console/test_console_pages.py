@@ -3,6 +3,7 @@ that every action is in the audit trail under the verified e-mail."""
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import re
 from types import SimpleNamespace
 
@@ -284,3 +285,42 @@ def test_import_preview_then_run_are_audited(console_app, operator):
     assert 'id="imported">1<' in result
     for action in ("import.previewed", "import.started", "import.completed", "customer.imported"):
         assert {e.actor for e in audit_rows(clerk.store, action)} == {OPERATOR}, action
+
+
+class _Kept(logging.Handler):
+    """Every record the service logs, with its message and extra fields, as text."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(f"{record.getMessage()} {record.__dict__}")
+
+
+def test_console_actions_log_no_personal_data(console_app, operator, phone):
+    """Search, open, answer, refuse: the log records name no number, no name, no e-mail."""
+    app = console_app()
+    handoff_id = locked_and_handed_off(app, phone)
+    kept = _Kept()
+    logging.getLogger("lockcard").addHandler(kept)
+    clerk = operator(app, OPERATOR)
+    clerk.post("/console/customers", {"phone": "090-0000-1111"}, form_on="/console/customers")
+    clerk.get(f"/console/handoffs/{handoff_id}")
+    clerk.client.post(f"/console/handoffs/{handoff_id}/answer", data={
+        "resolution": "reactivated", "note": "x", "csrf_token": clerk.token("/console/handoffs")})
+    operator(app, SUPERVISOR).post(f"/console/handoffs/{handoff_id}/answer", {"resolution": "rejected",
+                                   "note": "番号不一致"}, form_on="/console/handoffs")
+    logging.getLogger("lockcard").removeHandler(kept)
+    logged = "\n".join(kept.lines)
+    assert "refused" in logged  # the operator's reactivation was logged, without who or whom
+    for secret in ("09000001111", "+819000001111", "0000-1111", "佐藤", "hanako", OPERATOR, SUPERVISOR):
+        assert secret not in logged
+
+
+def test_the_console_speaks_english_on_request(console_app, operator):
+    """Japanese by default; the language button switches this browser's session to English."""
+    clerk = operator(console_app())
+    assert "対応待ち" in clerk.get("/console/handoffs").get_data(as_text=True)
+    clerk.post("/console/language", {"lang": "en"}, form_on="/console/handoffs")
+    assert "Hand-off queue" in clerk.get("/console/handoffs").get_data(as_text=True)
