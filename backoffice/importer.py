@@ -537,7 +537,7 @@ def _apply_batch(uow, batch: list[Group], report: Report, operator: str, update_
                  ref: dict[str, str]) -> None:
     # Core rows, not ORM objects: a re-run of a 100k-row file reads every customer and card back.
     conn = uow.session.connection()
-    _relax_timeouts(conn)
+    relax_timeouts(conn)
     customers_t, cards_t = Customer.__table__, Card.__table__
     existing = {c.phone_e164: c for c in conn.execute(
         select(customers_t).where(customers_t.c.phone_e164.in_([g.first.phone for g in batch])))}
@@ -630,7 +630,7 @@ def _insert_many(conn, table, rows: list[dict[str, Any]]) -> None:
                             else values[n] for n in names])
 
 
-def _relax_timeouts(conn) -> None:
+def relax_timeouts(conn) -> None:
     """The store's sub-second timeouts are for webhook turns; a batch of an import may take longer."""
     if conn.dialect.name == "postgresql":
         relax_deadline(conn, 120)

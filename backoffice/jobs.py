@@ -24,6 +24,8 @@ PREVIEWED, RUNNING, DONE, FAILED = "previewed", "running", "done", "failed"
 # How often progress is written: every this many rows (or sooner when a phase ends); the page polls it.
 PROGRESS_EVERY_ROWS = 1000
 MAX_FILENAME = 200
+# A preview keeps this many bad rows (the page shows the first 1,000); the count is always whole.
+PREVIEW_REJECTIONS = 10_000
 
 
 def preview(store: Store, data: bytes, *, filename: str, actor: str, region: str) -> str:
@@ -32,10 +34,13 @@ def preview(store: Store, data: bytes, *, filename: str, actor: str, region: str
     Returns the job's token. A file that cannot be read at all raises BadInput and keeps nothing.
     """
     report, _groups = importer.check_file(data, region=region, filename=filename)
+    shown = report.as_dict()
+    shown["rejections"] = shown["rejections"][:PREVIEW_REJECTIONS]
     token = secrets.token_urlsafe(24)
     with store.unit_of_work() as uow:
+        importer.relax_timeouts(uow.session.connection())  # a 100k-row file is megabytes to write
         uow.repo.add(ImportJob(token=token, actor=actor, filename=filename[:MAX_FILENAME], status=PREVIEWED,
-                               data=data, preview=report.as_dict(), total=report.read))
+                               data=data, preview=shown, total=report.read))
         uow.repo.audit(actor, "import.previewed", after={"file": filename[:MAX_FILENAME], "rows": report.read,
                                                          "rejected": len(report.rejected)})
         uow.commit()
@@ -43,14 +48,24 @@ def preview(store: Store, data: bytes, *, filename: str, actor: str, region: str
 
 
 def status(store: Store, token: str) -> dict[str, Any]:
-    """The job as the console shows it (no file contents)."""
+    """The job as the console shows it (never the file itself)."""
+    columns = (ImportJob.token, ImportJob.filename, ImportJob.actor, ImportJob.status, ImportJob.phase,
+               ImportJob.total, ImportJob.done, ImportJob.preview, ImportJob.result, ImportJob.error)
     with store.unit_of_work() as uow:
-        job = uow.session.scalars(select(ImportJob).where(ImportJob.token == token)).one_or_none()
-        if job is None:
-            raise NotFound("no such import")
-        return {"token": job.token, "filename": job.filename, "actor": job.actor, "status": job.status,
-                "phase": job.phase, "total": job.total, "done": job.done, "preview": job.preview,
-                "result": job.result, "error": job.error}
+        row = uow.session.execute(select(*columns).where(ImportJob.token == token)).one_or_none()
+    if row is None:
+        raise NotFound("no such import")
+    return dict(row._mapping)
+
+
+def progress(store: Store, token: str) -> dict[str, Any]:
+    """Only how far it is: what the page polls, a few bytes per poll."""
+    with store.unit_of_work() as uow:
+        row = uow.session.execute(select(ImportJob.status, ImportJob.phase, ImportJob.total, ImportJob.done)
+                                  .where(ImportJob.token == token)).one_or_none()
+    if row is None:
+        raise NotFound("no such import")
+    return dict(row._mapping)
 
 
 def start(store: Store, token: str, actor: str, *, region: str, background: bool = True) -> None:
@@ -77,12 +92,15 @@ def start(store: Store, token: str, actor: str, *, region: str, background: bool
 def run(store: Store, token: str, actor: str, region: str) -> None:
     """The import itself; its progress and result are written to the job row. The file is dropped afterwards."""
     with store.unit_of_work() as uow:
+        importer.relax_timeouts(uow.session.connection())
         job = uow.session.scalars(select(ImportJob).where(ImportJob.token == token)).one()
         data, filename = job.data or b"", job.filename
     try:
         report = importer.import_csv(store, data, operator=actor, region=region, filename=filename,
                                      progress=_StoreProgress(store, token))
-        values: dict[str, Any] = {"status": DONE, "result": report.as_dict()}
+        result = report.as_dict()
+        result["rejections"] = result["rejections"][:PREVIEW_REJECTIONS]
+        values: dict[str, Any] = {"status": DONE, "result": result}
     except BackofficeError as exc:
         values = {"status": FAILED, "error": str(exc)[:500]}
     except Exception as exc:  # noqa: BLE001 - the page must say it failed, not spin for ever
@@ -90,6 +108,7 @@ def run(store: Store, token: str, actor: str, region: str) -> None:
         values = {"status": FAILED, "error": f"the import failed ({type(exc).__name__}); batches already "
                                              "committed stay: import the file again to finish it"}
     with store.unit_of_work() as uow:
+        importer.relax_timeouts(uow.session.connection())
         uow.session.execute(update(ImportJob).where(ImportJob.token == token)
                             .values(data=None, updated_at=utcnow(), **values))
         uow.commit()

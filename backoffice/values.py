@@ -25,7 +25,16 @@ def operator(value: str | None) -> str:
         raise BadInput(f"--operator must be a printable name of at most {MAX_OPERATOR} characters")
     if name.casefold().startswith(SYSTEM_PREFIX):
         raise BadInput(f"--operator may not start with {SYSTEM_PREFIX!r}: those names are the system's own")
+    # 'ѕystem:webhook' (Cyrillic ѕ) reads as the webhook in the audit trail: Latin letters mixed with Cyrillic or
+    # Greek ones are refused (no one's name is spelt that way; look-alikes are).
+    scripts = {_script(ch) for ch in name if ch.isalpha()}
+    if "LATIN" in scripts and scripts & {"CYRILLIC", "GREEK"}:
+        raise BadInput("--operator mixes Latin letters with Cyrillic or Greek look-alikes: type the name again")
     return name
+
+
+def _script(ch: str) -> str:
+    return unicodedata.name(ch, "?").split(" ", 1)[0]
 
 
 def duration(value: str) -> dt.timedelta:

@@ -368,10 +368,9 @@ def import_job(token: str):
 @bp.get("/imports/<token>/progress")
 def import_progress(token: str):
     try:
-        job = jobs.status(_service().store, token)
+        return jsonify(jobs.progress(_service().store, token))
     except NotFound:
         abort(404)
-    return jsonify({k: job[k] for k in ("status", "phase", "total", "done")})
 
 
 @bp.post("/imports/<token>/start")

@@ -171,3 +171,11 @@ def test_retention_has_a_floor(terminal):
     result = terminal.run("customers", "purge", "--older-than", "1h", "--operator", "sato")
     assert result.exit_code == 1 and "at least 30 days" in result.output
     assert terminal.json("customers", "show", "09000002222")["customer"]["deleted_at"] is not None
+
+
+@pytest.mark.parametrize("name", ["ѕystem:webhook", "sаto"])  # Cyrillic ѕ; Cyrillic а inside a Latin name
+def test_an_operator_name_with_look_alike_letters_is_refused(terminal, name):
+    """A name that reads as the webhook (or as a colleague) in the audit trail: a usage error, nothing changed."""
+    result = terminal.run("customers", "delete", "09000002222", "--operator", name)
+    assert result.exit_code == 2 and "look-alikes" in result.output
+    assert terminal.json("customers", "show", "09000002222")["customer"]["deleted_at"] is None
