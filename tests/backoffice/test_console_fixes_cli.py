@@ -8,7 +8,7 @@ import json
 import pytest
 from sqlalchemy import select, update
 
-from cardstore.models import Card, Customer, Handoff, OutboxMessage, utcnow
+from cardstore.models import Card, Customer, OutboxMessage
 
 
 def _misaki_asks_to_reactivate_1456(caller) -> int:

@@ -6,7 +6,6 @@ import os
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
 
 from cardstore.models import Handoff
 from tests.browser import live_server

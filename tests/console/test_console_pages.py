@@ -2,7 +2,6 @@
 that every action is in the audit trail under the verified e-mail."""
 from __future__ import annotations
 
-import datetime as dt
 import logging
 import re
 from types import SimpleNamespace
@@ -10,7 +9,7 @@ from types import SimpleNamespace
 import pytest
 from sqlalchemy import select, update
 
-from cardstore.models import AuditEvent, Card, Customer, Handoff, OutboxMessage, utcnow
+from cardstore.models import AuditEvent, Customer, Handoff, OutboxMessage, utcnow
 from settings import ProductionRefused, Settings
 from tests.console.conftest import AUDIENCE, OPERATOR, OUTSIDER, SUPERVISOR, locked_and_handed_off, new_ec_key
 from tests.store_state import unchanged
