@@ -20,7 +20,7 @@ from cardstore.models import ImportJob, utcnow
 from cardstore.uow import Store
 
 log = logging.getLogger("lockcard.backoffice")
-PREVIEWED, RUNNING, DONE, FAILED = "previewed", "running", "done", "failed"
+CHECKING, PREVIEWED, RUNNING, DONE, FAILED = "checking", "previewed", "running", "done", "failed"
 # How often progress is written: every this many rows (or sooner when a phase ends); the page polls it.
 PROGRESS_EVERY_ROWS = 1000
 MAX_FILENAME = 200
@@ -28,23 +28,52 @@ MAX_FILENAME = 200
 PREVIEW_REJECTIONS = 10_000
 
 
-def preview(store: Store, data: bytes, *, filename: str, actor: str, region: str) -> str:
-    """Check the file (every row, and rows of one number against each other) and keep it for `start`.
+def preview(store: Store, data: bytes, *, filename: str, actor: str, region: str, background: bool = False) -> str:
+    """Keep the file for `start` and check it (every row, and rows of one number against each other).
 
-    Returns the job's token. A file that cannot be read at all raises BadInput and keeps nothing.
+    Returns the job's token. A file that cannot be read as CSV with the required columns raises BadInput at once
+    and keeps nothing. The row check runs inline, or in a thread with `background` (a 100k-row file takes tens of
+    seconds: the page shows its progress, status `checking`, then the preview).
     """
-    report, _groups = importer.check_file(data, region=region, filename=filename)
-    shown = report.as_dict()
-    shown["rejections"] = shown["rejections"][:PREVIEW_REJECTIONS]
+    decoded = importer.decode(data)
+    header, _records = importer.read_rows(decoded.text)
+    importer.column_index(header)
     token = secrets.token_urlsafe(24)
+    filename = filename[:MAX_FILENAME]
     with store.unit_of_work() as uow:
         importer.relax_timeouts(uow.session.connection())  # a 100k-row file is megabytes to write
-        uow.repo.add(ImportJob(token=token, actor=actor, filename=filename[:MAX_FILENAME], status=PREVIEWED,
-                               data=data, preview=shown, total=report.read))
-        uow.repo.audit(actor, "import.previewed", after={"file": filename[:MAX_FILENAME], "rows": report.read,
-                                                         "rejected": len(report.rejected)})
+        uow.repo.add(ImportJob(token=token, actor=actor, filename=filename, status=CHECKING, phase="checking rows",
+                               data=data, total=decoded.text.count("\n")))
         uow.commit()
+    if background:
+        threading.Thread(target=_check, args=(store, token, data, filename, actor, region), name="console-check",
+                         daemon=True).start()
+    else:
+        _check(store, token, data, filename, actor, region)
     return token
+
+
+def _check(store: Store, token: str, data: bytes, filename: str, actor: str, region: str) -> None:
+    try:
+        report, _groups = importer.check_file(data, region=region, filename=filename,
+                                              progress=_StoreProgress(store, token))
+    except BackofficeError as exc:
+        values: dict[str, Any] = {"status": FAILED, "error": str(exc)[:500], "data": None}
+    except Exception as exc:  # noqa: BLE001 - the page must say it failed, not spin for ever
+        log.exception("console import check failed")
+        values = {"status": FAILED, "error": f"the check failed ({type(exc).__name__})", "data": None}
+    else:
+        shown = report.as_dict()
+        shown["rejections"] = shown["rejections"][:PREVIEW_REJECTIONS]
+        values = {"status": PREVIEWED, "preview": shown, "total": report.read, "done": report.read}
+    with store.unit_of_work() as uow:
+        importer.relax_timeouts(uow.session.connection())
+        uow.session.execute(update(ImportJob).where(ImportJob.token == token)
+                            .values(updated_at=utcnow(), **values))
+        if values["status"] == PREVIEWED:
+            uow.repo.audit(actor, "import.previewed", after={"file": filename, "rows": values["total"],
+                                                             "rejected": values["preview"]["rows"]["rejected"]})
+        uow.commit()
 
 
 def status(store: Store, token: str) -> dict[str, Any]:

@@ -197,7 +197,7 @@ class ImportJob(Base):
     token: Mapped[str] = mapped_column(String(64), unique=True)  # opaque: the job's URL names nothing else
     actor: Mapped[str] = mapped_column(String(100))
     filename: Mapped[str] = mapped_column(String(200))
-    status: Mapped[str] = mapped_column(String(12), default="previewed")  # previewed | running | done | failed
+    status: Mapped[str] = mapped_column(String(12), default="checking")  # checking | previewed | running | done | failed
     phase: Mapped[str] = mapped_column(String(40), default="")
     total: Mapped[int] = mapped_column(default=0)
     done: Mapped[int] = mapped_column(default=0)

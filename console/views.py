@@ -340,6 +340,11 @@ def audit_export():
 
 # --- import -------------------------------------------------------------------------------------------------------
 
+def _background() -> bool:
+    """Checks and imports run in a thread (the page polls their progress); tests may run them inline."""
+    return current_app.config.get("CONSOLE_JOBS_IN_BACKGROUND", True)
+
+
 @bp.route("/imports", methods=["GET", "POST"])
 def imports():
     form = ImportForm()
@@ -348,7 +353,7 @@ def imports():
         name = (upload.filename or "upload.csv").rsplit("/", 1)[-1].rsplit("\\", 1)[-1]
         try:
             token = jobs.preview(_service().store, upload.read(), filename=name, actor=g.identity.email,
-                                 region=_service().settings.default_region)
+                                 region=_service().settings.default_region, background=_background())
         except BackofficeError as exc:
             _failed(exc)
         else:
@@ -378,7 +383,8 @@ def import_start(token: str):
     if not ActionForm().validate_on_submit():
         abort(400)
     try:
-        jobs.start(_service().store, token, g.identity.email, region=_service().settings.default_region)
+        jobs.start(_service().store, token, g.identity.email, region=_service().settings.default_region,
+                   background=_background())
     except NotFound:
         abort(404)
     except BackofficeError as exc:

@@ -1,12 +1,12 @@
 // Polls an import's progress (kept in the store, so a reload shows where it is) and reloads when it is over.
 (function () {
   var job = document.getElementById("job");
-  if (!job || job.dataset.status !== "running") return;
+  var shown = job && job.dataset.status;
+  if (shown !== "checking" && shown !== "running") return;
   var url = job.dataset.progressUrl;
-  var phases = {};
   function poll() {
     fetch(url, {credentials: "same-origin", cache: "no-store"}).then(function (r) { return r.json(); }).then(function (p) {
-      if (p.status !== "running") { window.location.reload(); return; }
+      if (p.status !== shown) { window.location.reload(); return; }
       var bar = document.getElementById("bar");
       bar.max = p.total; bar.value = p.done;
       document.getElementById("done").textContent = p.done;

@@ -182,3 +182,11 @@ def test_control_characters_are_escaped_and_detected():
     """ESC, BEL, C1 and bidi overrides show as escapes; newlines stay in multi-line text."""
     assert escaped("a\x1b]52;c;x\x07b\x85\u202e\nc") == "a\\x1b]52;c;x\\x07b\\x85\\u202e\nc"
     assert has_controls("a\nb") and not has_controls("a\nb", multiline=True)
+
+
+def test_a_file_without_the_columns_is_refused_before_a_job_exists(store):
+    """A header without the required columns: BadInput at once, no job row, no file kept."""
+    with pytest.raises(BadInput, match="missing column"):
+        jobs.preview(store, b"name,phone\r\nx,y\r\n", filename="wrong.csv", actor="op@bank.example", region="JP")
+    with store.unit_of_work() as uow:
+        assert uow.session.scalars(select(ImportJob)).all() == []
