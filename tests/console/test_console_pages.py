@@ -11,6 +11,7 @@ from sqlalchemy import select, update
 
 from cardstore.models import AuditEvent, Customer, Handoff, OutboxMessage, utcnow
 from settings import ProductionRefused, Settings
+from webhook.app import service_of
 from tests.console.conftest import AUDIENCE, OPERATOR, OUTSIDER, SUPERVISOR, locked_and_handed_off, new_ec_key
 from tests.store_state import unchanged
 
@@ -321,3 +322,17 @@ def test_the_console_speaks_english_on_request(console_app, operator):
     assert "対応待ち" in clerk.get("/console/handoffs").get_data(as_text=True)
     clerk.post("/console/language", {"lang": "en"}, form_on="/console/handoffs")
     assert "Hand-off queue" in clerk.get("/console/handoffs").get_data(as_text=True)
+
+
+def test_make_demo_signs_in_as_the_development_identity(make_app):
+    """CONSOLE_AUTH=development (make demo): no IAP header needed; the actor is CONSOLE_DEV_EMAIL."""
+    app = make_app(console_auth="development")
+    client = app.test_client()
+    page = client.get("/console/customers").get_data(as_text=True)
+    assert "developer@localhost" in page
+    from tests.console.conftest import _TOKEN
+
+    match = _TOKEN.search(page)
+    client.post("/console/customers", data={"phone": "09000001111", "csrf_token": match.group(1) or match.group(2)})
+    client.get("/console/customers/1")
+    assert [e.actor for e in audit_rows(service_of(app).store, "customer.viewed")] == ["developer@localhost"]
