@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 import unicodedata
 from typing import Any
 
@@ -48,3 +49,22 @@ def mask_email(email: str) -> str:
     """'hanako.sato@example.jp' -> 'h***@example.jp'."""
     local, _, domain = email.partition("@")
     return f"{local[:1]}***@{domain}"
+
+
+_EMAIL_IN_TEXT = re.compile(r"[^\s@<>\"'(),;:]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}")
+# Seven or more digits, possibly split by spaces, hyphens, dots or a leading +: a phone number (or worse).
+_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+_NUMBER_IN_TEXT = re.compile(r"\+?\d(?:[\d\s().-]{5,}\d)")
+
+
+def mask_in_text(text: str) -> str:
+    """Free text (an SMTP server's error) with e-mail addresses and long digit runs masked as elsewhere."""
+    text = _EMAIL_IN_TEXT.sub(lambda m: mask_email(m.group(0)), text)
+
+    def number(m: re.Match[str]) -> str:
+        digits = re.sub(r"\D", "", m.group(0))
+        if len(digits) < 7 or _DATE.fullmatch(m.group(0).strip()):
+            return m.group(0)
+        return mask_phone(digits)
+
+    return _NUMBER_IN_TEXT.sub(number, text)

@@ -15,6 +15,9 @@ STEP_UP_WINDOW_S = 600
 DEVELOPMENT_OTP_HASH_KEY = "development-only-otp-key"
 # Where Google publishes the keys that sign its OAuth2 ID tokens (what verify_oauth2_token uses).
 GOOGLE_ID_TOKEN_CERTS_URL = "https://www.googleapis.com/oauth2/v1/certs"
+# Where Google publishes the keys that sign IAP's x-goog-iap-jwt-assertion (ES256, {key id: PEM public key}).
+IAP_CERTS_URL = "https://www.gstatic.com/iap/verify/public_key"
+DEVELOPMENT_CONSOLE_KEY = "development-only-console-key"
 MIN_PRODUCTION_SECRET = 16
 MIN_PRODUCTION_OTP_KEY = 32
 
@@ -90,6 +93,24 @@ class Settings(BaseModel):
     webhook_basic_password: SecretStr | None = None
     webhook_header_name: str = Field(default="X-Webhook-Token", pattern=r"^[A-Za-z0-9-]{1,64}$")
     webhook_header_value: SecretStr | None = None
+    # Operators' console (console/). Times are shown in this zone.
+    local_timezone: str = "Asia/Tokyo"
+    # `customers purge --older-than` refuses a shorter retention than this (a slip must not purge yesterday's).
+    retention_floor_days: int = Field(default=30, ge=1)
+    # Who is signed in: `iap` verifies Google Cloud IAP's signed header; `development` is everyone as
+    # CONSOLE_DEV_EMAIL with CONSOLE_DEV_ROLE (refused in production); `off` serves no console (404).
+    console_auth: Literal["off", "iap", "development"] = "off"
+    # iap: the `aud` IAP puts in its assertion: /projects/NUMBER/global/backendServices/ID (load balancer) or
+    # /projects/NUMBER/apps/PROJECT_ID (App Engine).
+    console_iap_audience: str | None = None
+    console_iap_certs_url: str = IAP_CERTS_URL
+    # Roles, comma-separated e-mail addresses (as IAP verified them). Supervisors are operators too.
+    console_operators: list[str] = Field(default_factory=list)
+    console_supervisors: list[str] = Field(default_factory=list)
+    console_dev_email: str = "developer@localhost"
+    console_dev_role: Literal["operator", "supervisor"] = "supervisor"
+    # Signs the console's session cookie (language, CSRF token).
+    console_secret_key: SecretStr = SecretStr(DEVELOPMENT_CONSOLE_KEY)
     # Cloud Logging: with the project id, log lines carry the full trace resource name and group under the request.
     google_cloud_project: str | None = None
     # The browser simulator at /simulator (simulator/web.py): unset, served in development and not in production.
@@ -121,6 +142,24 @@ class Settings(BaseModel):
                 raise ValueError("OTP_TEST_NUMBERS codes must be 6 digits")
         return value
 
+    @field_validator("local_timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        import zoneinfo
+
+        try:
+            zoneinfo.ZoneInfo(value)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise ValueError("LOCAL_TIMEZONE is not an IANA time zone (e.g. Asia/Tokyo)") from None
+        return value
+
+    @field_validator("console_operators", "console_supervisors", mode="before")
+    @classmethod
+    def _email_list(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        return [v.lower() for v in value] if isinstance(value, list) else value
+
     @field_validator("webhook_audience", "webhook_allowed_service_accounts", mode="before")
     @classmethod
     def _comma_list(cls, value: object) -> object:
@@ -148,6 +187,8 @@ class Settings(BaseModel):
                 raise ValueError("WEBHOOK_BASIC_USER must not contain ':'")
         elif self.webhook_auth == "header" and not self.webhook_header_value:
             raise ValueError("WEBHOOK_AUTH=header needs WEBHOOK_HEADER_VALUE")
+        if self.console_auth == "iap" and not self.console_iap_audience:
+            raise ValueError("CONSOLE_AUTH=iap needs CONSOLE_IAP_AUDIENCE (the backend service's IAP audience)")
         return self
 
     @model_validator(mode="after")
@@ -194,6 +235,17 @@ class Settings(BaseModel):
             problems.append("OTP_HASH_KEY is the development key (set a random secret)")
         elif len(self.otp_hash_key) < MIN_PRODUCTION_OTP_KEY:
             problems.append(f"OTP_HASH_KEY is shorter than {MIN_PRODUCTION_OTP_KEY} characters")
+        if self.console_auth == "development":
+            problems.append("CONSOLE_AUTH=development signs everyone in as a development identity (use iap)")
+        if self.console_auth == "iap" and not self.console_iap_certs_url.startswith("https://"):
+            problems.append("CONSOLE_IAP_CERTS_URL must be an https:// URL")
+        console_key = self.console_secret_key.get_secret_value()
+        if self.console_auth == "off":
+            pass
+        elif console_key == DEVELOPMENT_CONSOLE_KEY:
+            problems.append("CONSOLE_SECRET_KEY is the development key (set a random secret)")
+        elif len(console_key) < MIN_PRODUCTION_OTP_KEY:
+            problems.append(f"CONSOLE_SECRET_KEY is shorter than {MIN_PRODUCTION_OTP_KEY} characters")
         if self.notify_backend in ("console", "file"):
             problems.append(f"NOTIFY_BACKEND={self.notify_backend} writes codes locally instead of sending them (use smtp)")
         if self.smtp_user and not (self.smtp_starttls or self.smtp_ssl):

@@ -14,6 +14,9 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+import datetime as dt
+from zoneinfo import ZoneInfo
+
 import click
 from flask import Flask, current_app
 from flask.cli import AppGroup
@@ -21,6 +24,7 @@ from flask.cli import AppGroup
 from backoffice import audit, customers, handoffs, importer, outbox, values
 from backoffice.errors import BackofficeError
 from cardstore.errors import StoreUnavailable
+from safetext import escaped, escaped_all
 
 EXIT_REJECTED_ROWS = 3
 
@@ -36,6 +40,17 @@ def _service():
 
 def _phone(value: str) -> str:
     return values.phone(value, _service().settings.default_region)
+
+
+def _zone() -> ZoneInfo:
+    """Times are shown in the call centre's zone (LOCAL_TIMEZONE, Asia/Tokyo by default), with its offset."""
+    return ZoneInfo(_service().settings.local_timezone)
+
+
+def _echo(text: object = "") -> None:
+    """Print to the operator's terminal with control characters shown, never run: a name from an imported file
+    or a note may hold an escape sequence (OSC 52 writes the clipboard)."""
+    click.echo(escaped(str(text)))
 
 
 def reported(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -72,22 +87,19 @@ def json_option(f: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _echo_json(data: Any) -> None:
-    click.echo(json.dumps(data, ensure_ascii=False, indent=2))
+    click.echo(json.dumps(escaped_all(data), ensure_ascii=False, indent=2))
 
-
-def _compact(data: Any) -> str:
-    return "" if data is None else json.dumps(data, ensure_ascii=False, separators=(",", ":"))
 
 
 def _table(rows: list[dict[str, Any]], columns: list[tuple[str, str]], empty: str) -> None:
     if not rows:
-        click.echo(empty)
+        _echo(empty)
         return
     cells = [[("" if r.get(key) is None else str(r.get(key))) for key, _ in columns] for r in rows]
     widths = [max(len(title), *(len(c[i]) for c in cells)) for i, (_, title) in enumerate(columns)]
-    click.echo("  ".join(title.ljust(w) for (_, title), w in zip(columns, widths)).rstrip())
+    _echo("  ".join(title.ljust(w) for (_, title), w in zip(columns, widths)).rstrip())
     for c in cells:
-        click.echo("  ".join(v.ljust(w) for v, w in zip(c, widths)).rstrip())
+        _echo("  ".join(v.ljust(w) for v, w in zip(c, widths)).rstrip())
 
 
 # --- customers ------------------------------------------------------------------------------------------------
@@ -127,15 +139,15 @@ def import_command(file: Path, operator: str, encoding: str | None, update_exist
         _echo_json({**report.as_dict(), "seconds": round(elapsed, 2)})
     else:
         for r in sorted(report.rejected, key=lambda r: r.line):
-            click.echo(f"line {r.line}: rejected: {'; '.join(r.reasons)}")
+            _echo(f"line {r.line}: rejected: {'; '.join(r.reasons)}")
         how = {"BOM": "detected from its BOM", "detected": "detected", "given": "as given"}[report.encoding_how]
-        click.echo(f"{'checked (dry run, nothing changed)' if dry_run else 'imported'} {file.name}: "
+        _echo(f"{'checked (dry run, nothing changed)' if dry_run else 'imported'} {file.name}: "
                    f"encoding {report.encoding} ({how}), {elapsed:.1f} s")
         if report.ignored_columns:
-            click.echo(f"ignored columns: {', '.join(report.ignored_columns)}")
-        click.echo(f"rows read {report.read}, imported {report.imported}, merged {report.merged}, "
+            _echo(f"ignored columns: {', '.join(report.ignored_columns)}")
+        _echo(f"rows read {report.read}, imported {report.imported}, merged {report.merged}, "
                    f"unchanged {report.unchanged}, rejected {len(report.rejected)}")
-        click.echo(f"customers created {report.customers_created}, updated {report.customers_updated}; "
+        _echo(f"customers created {report.customers_created}, updated {report.customers_updated}; "
                    f"cards added {report.cards_added}")
     if report.rejected:
         click.get_current_context().exit(EXIT_REJECTED_ROWS)
@@ -152,17 +164,17 @@ def show_command(phone: str, as_json: bool, reveal: bool, operator: str | None, 
     """The customer with PHONE and their history: cards, tickets, reissues, hand-offs, notifications, audit."""
     reveal_by = values.operator(operator) if reveal else None
     with _service().store.unit_of_work() as uow:
-        data = customers.show(uow, _phone(phone), reveal_by=reveal_by, audit_rows=audit_rows)
+        data = customers.show(uow, _phone(phone), reveal_by=reveal_by, audit_rows=audit_rows, zone=_zone())
     if as_json:
         _echo_json(data)
         return
     c = data["customer"]
-    click.echo(f"{c['name']}  {c['phone_national']} ({c['phone_number']})"
+    _echo(f"{c['name']}  {c['phone_national']} ({c['phone_number']})"
                + (f"  DELETED at {c['deleted_at']}" if c["deleted_at"] else ""))
-    click.echo(f"  e-mail {c['email'] or '-'}   zip {c['zip_code']}   customer since {c['created_at']}")
+    _echo(f"  e-mail {c['email'] or '-'}   zip {c['zip_code']}   customer since {c['created_at']}")
     otp = (f"disabled at {c['otp_disabled_at']} (customers otp-enable)" if c["otp_disabled_at"]
            else f"enabled, {c['otp_failures']} wrong code(s) in a row")
-    click.echo(f"  one-time codes: {otp}")
+    _echo(f"  one-time codes: {otp}")
     sections = [
         ("Cards", data["cards"], [("card", "card"), ("status", "status"), ("updated_at", "updated")]),
         ("Lock tickets", data["lock_tickets"], [("number", "ticket"), ("card", "card"), ("lock_type", "type"),
@@ -176,9 +188,9 @@ def show_command(phone: str, as_json: bool, reveal: bool, operator: str | None, 
                                                   ("status", "status"), ("attempts", "tries"), ("sent_at", "sent")]),
     ]
     for title, rows, columns in sections:
-        click.echo(f"\n{title}")
+        _echo(f"\n{title}")
         _table(rows, columns, "  (none)")
-    click.echo("\nLatest audit rows")
+    _echo("\nLatest audit rows")
     _audit_table(data["audit"], customer=False)
 
 
@@ -190,7 +202,7 @@ def delete_command(phone: str, operator: str) -> None:
     """Delete the customer with PHONE logically: the webhook no longer knows them; purge removes them later."""
     with _service().store.unit_of_work() as uow:
         deleted_at = customers.delete_customer(uow, _phone(phone), operator)
-    click.echo(f"customer {values.masked_phone(_phone(phone))} deleted at {deleted_at.isoformat(timespec='seconds')}Z "
+    _echo(f"customer {values.masked_phone(_phone(phone))} deleted at {deleted_at.isoformat(timespec='seconds')}Z "
                f"by {operator} (kept until purged)")
 
 
@@ -207,8 +219,10 @@ def purge_command(phone: str | None, older_than: str, operator: str) -> None:
     with counts and no personal data.
     """
     retention = values.duration(older_than)
-    purged = customers.purge(_service().store, retention, operator, phone_e164=_phone(phone) if phone else None)
-    click.echo(f"purged {len(purged)} customer(s) deleted more than {older_than} ago")
+    floor = dt.timedelta(days=_service().settings.retention_floor_days)
+    purged = customers.purge(_service().store, retention, operator, phone_e164=_phone(phone) if phone else None,
+                             floor=floor)
+    _echo(f"purged {len(purged)} customer(s) deleted more than {older_than} ago")
 
 
 @customers_cli.command("otp-enable")
@@ -219,7 +233,7 @@ def otp_enable_command(phone: str, operator: str) -> None:
     """Let the customer with PHONE receive one-time codes again after a lock-out by wrong codes."""
     with _service().store.unit_of_work() as uow:
         before = customers.otp_enable(uow, _phone(phone), operator)
-    click.echo(f"one-time codes enabled for {values.masked_phone(_phone(phone))} by {operator} "
+    _echo(f"one-time codes enabled for {values.masked_phone(_phone(phone))} by {operator} "
                f"(was: {'disabled' if before['otp_disabled_at'] else 'enabled'}, {before['otp_failures']} wrong codes)")
 
 
@@ -232,29 +246,64 @@ def otp_enable_command(phone: str, operator: str) -> None:
 def handoffs_list_command(status: str | None, as_json: bool) -> None:
     """Hand-offs, oldest first."""
     with _service().store.unit_of_work() as uow:
-        rows = handoffs.list_handoffs(uow, status)
+        rows = handoffs.list_handoffs(uow, status, zone=_zone())
     if as_json:
         _echo_json(rows)
         return
     _table(rows, [("id", "id"), ("created_at", "at"), ("status", "status"), ("requested_action", "request"),
-                  ("customer", "customer"), ("card", "card"), ("card_status", "card status"),
-                  ("answered_by", "by"), ("resolution", "resolution"), ("note", "note")], "no hand-offs")
+                  ("customer", "customer"), ("card", "card"), ("card_status_at_request", "status then"),
+                  ("card_status", "status now"), ("answered_by", "by"), ("resolution", "resolution"),
+                  ("note", "note")], "no hand-offs")
+
+
+@handoffs_cli.command("show")
+@click.argument("handoff_id", metavar="ID", type=int)
+@operator_option()
+@json_option
+@reported
+def handoffs_show_command(handoff_id: int, operator: str, as_json: bool) -> None:
+    """Hand-off ID with whom to call back (name, full number: the viewing is audited), the card's status then and
+    now, and the conversation's tickets and notices."""
+    with _service().store.unit_of_work() as uow:
+        data = handoffs.show(uow, handoff_id, operator, zone=_zone())
+    if as_json:
+        _echo_json(data)
+        return
+    h, c = data["handoff"], data["customer"]
+    _echo(f"hand-off {h['id']}  {h['status']}  requested {h['created_at']}: {h['requested_action']} {h['card']}")
+    _echo(f"  call back: {c['name']}  {c['phone_national']} ({c['phone_number']})"
+          + (f"  DELETED at {c['deleted_at']}" if c["deleted_at"] else ""))
+    _echo(f"  card status when asked: {h['card_status_at_request'] or '-'}; now: {h['card_status']}")
+    if h["status"] == handoffs.ANSWERED:
+        _echo(f"  answered {h['answered_at']} by {h['answered_by']}: {h['resolution']} — {h['note']}")
+    for title, rows, columns in (
+        ("Lock tickets", data["lock_tickets"], [("number", "ticket"), ("card", "card"), ("lock_type", "type"),
+                                                ("reason", "reason"), ("created_at", "at")]),
+        ("Reissue requests", data["reissue_requests"], [("number", "ack"), ("card", "card"), ("created_at", "at")]),
+        ("Notifications", data["notifications"], [("id", "id"), ("kind", "kind"), ("channel", "via"),
+                                                  ("to", "to"), ("status", "status"), ("sent_at", "sent")]),
+    ):
+        _echo(f"\n{title}")
+        _table(rows, columns, "  (none)")
 
 
 @handoffs_cli.command("resolve")
 @click.argument("handoff_id", metavar="ID", type=int)
 @operator_option()
-@click.option("--reactivate", "resolution", flag_value=handoffs.REACTIVATED, help="Reactivate the card (inactive -> active).")
-@click.option("--reject", "resolution", flag_value=handoffs.REJECTED, help="Refuse the request; the card stays as it is.")
+@click.option("--reactivate", is_flag=True, help="Reactivate the card (inactive -> active).")
+@click.option("--reject", is_flag=True, help="Refuse the request; the card stays as it is.")
 @click.option("--note", required=True, metavar="TEXT", help="What was decided and why (kept with the hand-off).")
 @reported
-def handoffs_resolve_command(handoff_id: int, operator: str, resolution: str | None, note: str) -> None:
-    """Answer hand-off ID: --reactivate the card or --reject the request, with a --note. Once only."""
-    if resolution is None:
-        raise click.UsageError("choose --reactivate or --reject")
+def handoffs_resolve_command(handoff_id: int, operator: str, reactivate: bool, reject: bool, note: str) -> None:
+    """Answer hand-off ID: --reactivate the card or --reject the request, with a --note. Once only; the customer
+    gets an SMS of the outcome."""
+    # Answering is once-only: a slip that names both must not be settled by the order of the flags.
+    if reactivate == reject:
+        raise click.UsageError("choose exactly one of --reactivate or --reject")
+    resolution = handoffs.REACTIVATED if reactivate else handoffs.REJECTED
     with _service().store.unit_of_work() as uow:
-        answered = handoffs.resolve(uow, handoff_id, operator, resolution, note)
-    click.echo(f"hand-off {handoff_id} answered by {operator}: {resolution}; card {answered['card']} is now "
+        answered = handoffs.resolve(uow, handoff_id, operator, resolution, note, zone=_zone())
+    _echo(f"hand-off {handoff_id} answered by {operator}: {resolution}; card {answered['card']} is now "
                f"{answered['card_status']}")
 
 
@@ -268,14 +317,14 @@ def handoffs_resolve_command(handoff_id: int, operator: str, resolution: str | N
 def outbox_list_command(status: str | None, limit: int, as_json: bool) -> None:
     """Notifications, newest first (bodies are not shown: an unsent one may hold a code)."""
     with _service().store.unit_of_work() as uow:
-        rows = outbox.list_messages(uow, status, limit)
+        rows = outbox.list_messages(uow, status, limit, zone=_zone())
     if as_json:
         _echo_json(rows)
         return
     from notify import backlog
 
     queued = backlog(_service().store)
-    click.echo(f"backlog: {queued['queued']} not yet delivered"
+    _echo(f"backlog: {queued['queued']} not yet delivered"
                + (f", the oldest queued {queued['oldest_age_s']:.0f} s ago" if queued["oldest_age_s"] is not None else ""))
     _table(rows, [("id", "id"), ("created_at", "at"), ("kind", "kind"), ("channel", "via"), ("to", "to"),
                   ("status", "status"), ("attempts", "tries"), ("next_attempt_at", "next try"),
@@ -289,7 +338,7 @@ def outbox_deliver_command(operator: str | None) -> None:
     """Send the messages that are due: new ones, and failed ones past their backoff. Never sends one twice."""
     service = _service()
     counts = outbox.deliver(service.store, service.notifier, operator or outbox.SYSTEM_ACTOR)
-    click.echo(f"outbox: {counts['due']} due, {counts['sent']} sent, {counts['failed']} failed")
+    _echo(f"outbox: {counts['due']} due, {counts['sent']} sent, {counts['failed']} failed")
 
 
 @outbox_cli.command("relay")
@@ -318,7 +367,7 @@ def outbox_requeue_command(message_id: int, operator: str) -> None:
     """Queue again a notice stuck in `sending` or failed for good — after checking with the gateway that it did not
     arrive (a message left in `sending` may have been sent)."""
     message = outbox.requeue(_service().store, message_id, operator)
-    click.echo(f"outbox: message {message['id']} is pending again; `outbox deliver` sends it")
+    _echo(f"outbox: message {message['id']} is pending again; `outbox deliver` sends it")
 
 
 # --- audit ----------------------------------------------------------------------------------------------------
@@ -326,15 +375,17 @@ def outbox_requeue_command(message_id: int, operator: str) -> None:
 def _audit_table(rows: list[dict[str, Any]], *, customer: bool = True) -> None:
     columns = [("at", "at"), ("actor", "actor"), ("action", "action"), ("customer", "customer"), ("card", "card"),
                ("change", "change")]
-    _table([{**r, "change": " -> ".join(p for p in (_compact(r["before"]), _compact(r["after"])) if p)} for r in rows],
+    _table([{**r, "change": "; ".join(r["changes"])} for r in rows],
            [c for c in columns if customer or c[0] != "customer"], "  (none)")
 
 
 @audit_cli.command("list")
 @click.option("--customer", "phone", metavar="PHONE", help="Only rows about this customer.")
 @click.option("--actor", metavar="NAME", help="Only rows by this actor (an operator, or system:webhook …).")
-@click.option("--since", metavar="DATE", help="From this UTC date or time (2026-11-23, 2026-11-23T09:30) or 7d back.")
-@click.option("--action", metavar="ACTION", help="Only this action (card.locked, handoff.answered …).")
+@click.option("--since", metavar="DATE", help="From this local date or time (2026-11-23, 2026-11-23T09:30; "
+              "LOCAL_TIMEZONE) or 7d back.")
+@click.option("--action", metavar="ACTION", help="Only this action (card.locked, handoff.answered …; a wrong name "
+              "lists the valid ones).")
 @click.option("--limit", default=200, show_default=True, type=click.IntRange(1, 100_000))
 @json_option
 @reported
@@ -343,10 +394,10 @@ def audit_list_command(phone: str | None, actor: str | None, since: str | None, 
     """Audit rows, newest first."""
     from cardstore.models import utcnow
 
-    since_at = values.since(since, utcnow()) if since else None
+    since_at = values.since(since, utcnow(), _zone()) if since else None
     with _service().store.unit_of_work() as uow:
         rows = audit.list_events(uow, phone_e164=_phone(phone) if phone else None, actor=actor, since=since_at,
-                                 action=action, limit=limit)
+                                 action=action, limit=limit, zone=_zone())
     if as_json:
         _echo_json(rows)
         return

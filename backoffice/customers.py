@@ -3,12 +3,14 @@ retention, re-enabling one-time codes. Each change is committed with its audit r
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import delete, func, select
 
 from backoffice import records
-from backoffice.errors import NotFound, Refused
+from backoffice.errors import BadInput, NotFound, Refused
 from cardstore.models import (
     AuditEvent,
     Card,
@@ -35,16 +37,32 @@ def _customer(uow: UnitOfWork, phone_e164: str, *, for_update: bool = False) -> 
     return customer
 
 
-def show(uow: UnitOfWork, phone_e164: str, *, reveal_by: str | None = None,
-         audit_rows: int = AUDIT_ROWS_SHOWN) -> dict[str, Any]:
+def find(uow: UnitOfWork, phone_e164: str) -> int:
+    """The internal id of the customer with this number (the console's pages name customers by it, not by phone)."""
+    return _customer(uow, phone_e164).id
+
+
+def phone_of(uow: UnitOfWork, customer_id: int) -> str:
+    phone = uow.session.scalar(select(Customer.phone_e164).where(Customer.id == customer_id))
+    if phone is None:
+        raise NotFound(f"no customer {customer_id}")
+    return phone
+
+
+def show(uow: UnitOfWork, phone_e164: str, *, reveal_by: str | None = None, viewer: str | None = None,
+         audit_rows: int = AUDIT_ROWS_SHOWN, zone: ZoneInfo | None = None) -> dict[str, Any]:
     """The customer, their cards, tickets, reissues, hand-offs, notifications and latest audit rows.
 
-    The e-mail address is masked unless `reveal_by` names the operator, which is itself audited.
-    Logically deleted customers are shown too (marked), until they are purged.
+    The e-mail address is masked unless `reveal_by` names the operator, which is itself audited; `viewer` records
+    who opened the record (`customer.viewed`, the console). Logically deleted customers are shown too (marked),
+    until they are purged. Times in `zone` (UTC if none).
     """
     customer = _customer(uow, phone_e164)
+    if viewer is not None:
+        uow.repo.audit(viewer, "customer.viewed", customer=customer, after={"fields": ["name", "phone_number"]})
     if reveal_by is not None:
         uow.repo.audit(reveal_by, "customer.revealed", customer=customer, after={"fields": ["email"]})
+    if viewer is not None or reveal_by is not None:
         uow.commit()
     s = uow.session
     cards = {c.id: c for c in s.scalars(select(Card).where(Card.customer_id == customer.id).order_by(Card.id))}
@@ -56,29 +74,31 @@ def show(uow: UnitOfWork, phone_e164: str, *, reveal_by: str | None = None,
                               .order_by(OutboxMessage.id)))
     events = list(s.scalars(select(AuditEvent).where(AuditEvent.customer_id == customer.id)
                             .order_by(AuditEvent.id.desc()).limit(audit_rows)))
+    when = functools.partial(records.when, zone=zone)
     return {
         "customer": {
+            "id": customer.id,
             "phone_number": customer.phone_e164,
             "phone_national": national_digits(customer.phone_e164),
             "name": customer.name,
             "email": records.email(customer.email, reveal=reveal_by is not None),
             "zip_code": customer.zip_code,
-            "created_at": records.when(customer.created_at),
-            "deleted_at": records.when(customer.deleted_at),
+            "created_at": when(customer.created_at),
+            "deleted_at": when(customer.deleted_at),
             "otp_failures": customer.otp_failures,
-            "otp_disabled_at": records.when(customer.otp_disabled_at),
+            "otp_disabled_at": when(customer.otp_disabled_at),
         },
         "cards": [{"card": records.card_label(c), "last4": c.last4, "vendor": c.vendor, "status": c.status,
-                   "updated_at": records.when(c.updated_at)} for c in cards.values()],
-        "lock_tickets": [{"number": t.number, "card": records.card_label(cards[t.card_id]), "lock_type": t.lock_type,
-                          "reason": t.reason, "session": t.session, "created_at": records.when(t.created_at)}
+                   "updated_at": when(c.updated_at)} for c in cards.values()],
+        "lock_tickets": [{"number": t.number, "card": records.card_label(cards[t.card_id]),
+                          "lock_type": records.lock_type(t.lock_type), "reason": t.reason, "session": t.session, "created_at": when(t.created_at)}
                          for t in tickets],
         "reissue_requests": [{"number": r.number, "card": records.card_label(cards[r.card_id]),
                               "delivery_business_days": r.delivery_business_days, "session": r.session,
-                              "created_at": records.when(r.created_at)} for r in reissues],
-        "handoffs": [records.handoff(h) for h in handoffs],
-        "notifications": [records.outbox(m) for m in messages],
-        "audit": [records.audit(e, card=cards.get(e.card_id)) for e in events],
+                              "created_at": when(r.created_at)} for r in reissues],
+        "handoffs": [records.handoff(h, zone=zone) for h in handoffs],
+        "notifications": [records.outbox(m, zone) for m in messages],
+        "audit": [records.audit(e, card=cards.get(e.card_id), zone=zone) for e in events],
     }
 
 
@@ -111,14 +131,18 @@ def otp_enable(uow: UnitOfWork, phone_e164: str, operator: str) -> dict[str, Any
 
 
 def purge(store: Store, older_than: dt.timedelta, operator: str, *, phone_e164: str | None = None,
-          now: dt.datetime | None = None) -> list[int]:
+          floor: dt.timedelta | None = None, now: dt.datetime | None = None) -> list[int]:
     """Remove for good the customers deleted longer ago than `older_than`; returns their former ids.
 
     Cards, tickets, reissues, hand-offs, codes and sessions go with the customer (ON DELETE CASCADE), and so do
     the notifications, whose recipient and body are personal data. Audit rows stay, detached from the customer
     (ON DELETE SET NULL); each purge adds one that holds counts and the former internal id, nothing personal.
     Given a phone number, purges that customer only, and refuses one not deleted or not past retention.
+    A retention shorter than `floor` (RETENTION_FLOOR_DAYS) is refused: `--older-than 1h` is a slip, not a policy.
     """
+    if floor is not None and older_than < floor:
+        raise BadInput(f"--older-than must be at least {floor.days} days (RETENTION_FLOOR_DAYS): "
+                       "a shorter retention would purge customers deleted by mistake before anyone notices")
     now = now or utcnow()
     cutoff = now - older_than
     if phone_e164 is not None:

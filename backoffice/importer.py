@@ -29,6 +29,7 @@ from sqlalchemy import JSON, insert, select, text
 from sqlalchemy.exc import IntegrityError
 
 from backoffice.errors import BadInput
+from safetext import has_controls
 from cardstore.models import CARD_STATUSES, AuditEvent, Card, Customer, utcnow
 from cardstore.uow import Store, relax_deadline
 from contact import e164, parse_phone
@@ -116,6 +117,7 @@ def decode(data: bytes, encoding: str | None = None) -> Decoded:
     text = _decodes(data, "utf-8")
     if text is not None:
         return Decoded(text, "utf-8", "detected")
+    _refuse_mixed(data)
     sjis = _decodes(data, "cp932")
     if sjis is None:
         raise BadInput(f"cannot read the file: it is neither UTF-8 ({_where(data, 'utf-8')}) nor Shift_JIS/CP932 "
@@ -139,6 +141,24 @@ def decode(data: bytes, encoding: str | None = None) -> Decoded:
     return Decoded(sjis, "cp932", "detected")
 
 
+def _refuse_mixed(data: bytes) -> None:
+    """BadInput if some lines are UTF-8 text and others are not: two spreadsheets pasted together. Read as one
+    encoding, the other lines' names would be stored garbled, so the line where the encoding changes is named."""
+    first: tuple[int, bool] | None = None  # (line, is UTF-8) of the first line with non-ASCII bytes
+    for number, line in enumerate(data.split(b"\n"), start=1):
+        if line.isascii():
+            continue
+        utf8 = _decodes(line, "utf-8") is not None
+        if first is None:
+            first = (number, utf8)
+        elif utf8 != first[1]:
+            kinds = ("UTF-8", "not UTF-8 (Shift_JIS?)")
+            raise BadInput(f"line {number}: the file mixes encodings: line {first[0]} is "
+                           f"{kinds[0] if first[1] else kinds[1]}, line {number} is "
+                           f"{kinds[0] if utf8 else kinds[1]}; nothing was imported. Save the whole file once "
+                           "as \"CSV UTF-8\"")
+
+
 def _where_char(text: str, ch: str) -> str:
     return f"line {text.count(chr(10), 0, text.index(ch)) + 1}"
 
@@ -147,14 +167,16 @@ def _where_char(text: str, ch: str) -> str:
 
 @dataclass
 class Row:
+    """A row's values, canonical; a field that did not check is None (and the row has reasons)."""
+
     line: int
-    phone: str
-    name: str
+    phone: str | None
+    name: str | None
     email: str | None
-    zip_code: str
-    last4: str
-    vendor: str
-    status: str
+    zip_code: str | None
+    last4: str | None
+    vendor: str | None
+    status: str | None
 
 
 @dataclass
@@ -215,7 +237,8 @@ class RowChecker:
                 self._phones[raw] = None
         return self._phones[raw]
 
-    def check(self, line: int, f: dict[str, str]) -> Row | Rejection:
+    def check(self, line: int, f: dict[str, str]) -> tuple[Row, list[str]]:
+        """The row's values (None where a field is wrong) and every reason it is wrong (empty: a good row)."""
         reasons: list[str] = []
         # Only the free-text columns: the others are checked against forms no card number can pass.
         for column in ("name", "email"):
@@ -227,7 +250,8 @@ class RowChecker:
             reasons.append("phone_number is empty")
         elif phone is None:
             reasons.append("phone_number is not a phone number")
-        name = f["name"].strip()
+        name: str | None = f["name"].strip()
+        wrong_name = len(reasons)
         if not name:
             reasons.append("name is empty")
         elif len(name) > MAX_NAME:
@@ -236,10 +260,16 @@ class RowChecker:
             reasons.append("name holds a user-defined character (外字) no other system can show")
         elif not name.isprintable():
             reasons.append("name holds control characters")
-        email = f["email"].strip()
+        if len(reasons) > wrong_name:
+            name = None
+        email: str | None = f["email"].strip()
         email = (email if email.isascii() else unicodedata.normalize("NFKC", email).strip()) or None
-        if email is not None and (len(email) > MAX_EMAIL or not _EMAIL.match(email)):
+        if email is not None and has_controls(email):
+            reasons.append("email holds control characters")
+            email = None
+        elif email is not None and (len(email) > MAX_EMAIL or not _EMAIL.match(email)):
             reasons.append("email is not an e-mail address")
+            email = None
         zip_ = _zip(f["zip_code"])
         if zip_ is None:
             reasons.append("zip_code must be 3 to 10 digits (hyphens allowed)")
@@ -259,10 +289,9 @@ class RowChecker:
         status = _word(f["card_status"])
         if status not in CARD_STATUSES:
             reasons.append("card_status must be one of " + ", ".join(CARD_STATUSES))
-        if reasons:
-            return Rejection(line, reasons)
-        assert phone is not None and vendor is not None
-        return Row(line, phone, name, email, zip_, last4, vendor, status)
+        good_last4 = last4 if last4.isascii() and last4.isdigit() and len(last4) == 4 else None
+        return Row(line, phone, name, email, zip_, good_last4, vendor,
+                   status if status in CARD_STATUSES else None), reasons
 
 
 def read_rows(text: str) -> tuple[list[str], Iterator[tuple[int, list[str]]]]:
@@ -358,20 +387,19 @@ def no_progress(label: str, total: int) -> Iterator[_NoBar]:
     yield _NoBar()
 
 
-def import_csv(store: Store, data: bytes, *, operator: str, region: str, filename: str = "-",
-               encoding: str | None = None, update_existing: bool = False, dry_run: bool = False,
-               batch_customers: int = BATCH_CUSTOMERS, progress: Progress = no_progress,
-               now: dt.datetime | None = None) -> Report:
-    """Check every row, then apply the good ones in batches; returns what happened to each row.
+def check_file(data: bytes, *, region: str, filename: str = "-", encoding: str | None = None,
+               progress: Progress = no_progress) -> tuple[Report, dict[str, Group]]:
+    """Decode and check every row, on its own and against the other rows of its phone number; touches no store.
 
-    A file that cannot be read as CSV with the required columns raises BadInput and changes nothing.
+    Returns the report (rows read, every rejected row with all its reasons) and the good rows by phone number.
+    A file that cannot be read as CSV with the required columns raises BadInput.
     """
     decoded = decode(data, encoding)
     header, records = read_rows(decoded.text)
     index, ignored = column_index(header)
-    report = Report(filename, decoded.encoding, decoded.how, ignored, dry_run=dry_run)
+    report = Report(filename, decoded.encoding, decoded.how, ignored)
     checker = RowChecker(region)
-    groups: dict[str, Group] = {}
+    checked: list[tuple[Row, list[str]]] = []
     width = len(header)
     with progress("checking rows", decoded.text.count("\n")) as bar:
         for line, fields in records:
@@ -380,13 +408,69 @@ def import_csv(store: Store, data: bytes, *, operator: str, region: str, filenam
             if len(fields) != width:
                 report.rejected.append(Rejection(line, [f"has {len(fields)} fields, the header has {width}"]))
                 continue
-            result = checker.check(line, {c: fields[i] for c, i in index.items()})
-            if isinstance(result, Rejection):
-                report.rejected.append(result)
-                continue
-            conflict = _join(groups, result)
-            if conflict:
-                report.rejected.append(Rejection(line, [conflict]))
+            checked.append(checker.check(line, {c: fields[i] for c, i in index.items()}))
+    _conflicts(checked)
+    groups: dict[str, Group] = {}
+    for row, reasons in checked:
+        if reasons:
+            report.rejected.append(Rejection(row.line, reasons))
+        else:
+            _join(groups, row)
+    return report, groups
+
+
+def _lines(lines: list[int]) -> str:
+    shown = ", ".join(map(str, lines[:5])) + (f" and {len(lines) - 5} more" if len(lines) > 5 else "")
+    return f"line {shown}" if len(lines) == 1 else f"lines {shown}"
+
+
+def _conflicts(checked: list[tuple[Row, list[str]]]) -> None:
+    """Rows of one phone number that disagree (name, zip code, e-mail; a card's vendor or status) each get a
+    reason naming the other lines — both sides, whatever else is wrong with them: which one is right is for the
+    operator to say, not for the file's order."""
+    by_phone: dict[str, list[tuple[Row, list[str]]]] = {}
+    for row, reasons in checked:
+        if row.phone is not None:
+            by_phone.setdefault(row.phone, []).append((row, reasons))
+    for rows in by_phone.values():
+        if len(rows) < 2:
+            continue
+        for name in ("name", "zip_code", "email"):
+            _disagreements(rows, name, lambda r, n=name: getattr(r, n),
+                           f"{name} differs from {{}}, which has the same phone number")
+        by_card: dict[str, list[tuple[Row, list[str]]]] = {}
+        for row, reasons in rows:
+            if row.last4 is not None:
+                by_card.setdefault(row.last4, []).append((row, reasons))
+        for same in by_card.values():
+            _disagreements(same, "card", lambda r: (r.vendor, r.status) if r.vendor and r.status else None,
+                           "the same card is on {} with another vendor or status")
+
+
+def _disagreements(rows: list[tuple[Row, list[str]]], _name: str, value: Callable[[Row], Any], reason: str) -> None:
+    lines: dict[Any, list[int]] = {}
+    for row, _ in rows:
+        v = value(row)
+        if v is not None:
+            lines.setdefault(v, []).append(row.line)
+    if len(lines) < 2:
+        return
+    for row, reasons in rows:
+        mine = value(row)
+        if mine is not None:
+            reasons.append(reason.format(_lines(sorted(n for v, ns in lines.items() if v != mine for n in ns))))
+
+
+def import_csv(store: Store, data: bytes, *, operator: str, region: str, filename: str = "-",
+               encoding: str | None = None, update_existing: bool = False, dry_run: bool = False,
+               batch_customers: int = BATCH_CUSTOMERS, progress: Progress = no_progress,
+               now: dt.datetime | None = None) -> Report:
+    """Check every row, then apply the good ones in batches; returns what happened to each row.
+
+    A file that cannot be read as CSV with the required columns raises BadInput and changes nothing.
+    """
+    report, groups = check_file(data, region=region, filename=filename, encoding=encoding, progress=progress)
+    report.dry_run = dry_run
     now = now or utcnow()
     batch: list[Group] = []
     ref = {"file": filename, "sha256": hashlib.sha256(data).hexdigest()[:16]}
@@ -411,30 +495,19 @@ def import_csv(store: Store, data: bytes, *, operator: str, region: str, filenam
     return report
 
 
-def _join(groups: dict[str, Group], row: Row) -> str | None:
-    """Add a checked row to its phone number's group; a reason if it contradicts an earlier row."""
+def _join(groups: dict[str, Group], row: Row) -> None:
+    """Add a good row to its phone number's group (rows that disagree were rejected on both sides before)."""
+    assert row.phone is not None and row.last4 is not None
     group = groups.get(row.phone)
     if group is None:
         groups[row.phone] = Group(first=row, email=row.email, rows=[row], cards={row.last4: row})
-        return None
-    first = group.first
-    differs = [name for name, mine, theirs in (("name", row.name, first.name), ("zip_code", row.zip_code, first.zip_code))
-               if mine != theirs]
-    if row.email is not None and group.email is not None and row.email != group.email:
-        differs.append("email")
-    if differs:
-        return f"{_fields(differs)} from line {first.line}, which has the same phone number"
-    earlier = group.cards.get(row.last4)
-    if earlier is not None:
-        if (earlier.vendor, earlier.status) != (row.vendor, row.status):
-            return f"the same card is on line {earlier.line} with another vendor or status"
-        group.rows.append(row)  # a repeated row: nothing new, counted as unchanged
-        return None
+        return
+    group.rows.append(row)
+    if row.last4 in group.cards:
+        return  # a repeated row: nothing new, counted as unchanged
     if group.email is None:
         group.email = row.email
-    group.rows.append(row)
     group.cards[row.last4] = row
-    return None
 
 
 def _fields(names: list[str]) -> str:
@@ -464,7 +537,7 @@ def _apply_batch(uow, batch: list[Group], report: Report, operator: str, update_
                  ref: dict[str, str]) -> None:
     # Core rows, not ORM objects: a re-run of a 100k-row file reads every customer and card back.
     conn = uow.session.connection()
-    _relax_timeouts(conn)
+    relax_timeouts(conn)
     customers_t, cards_t = Customer.__table__, Card.__table__
     existing = {c.phone_e164: c for c in conn.execute(
         select(customers_t).where(customers_t.c.phone_e164.in_([g.first.phone for g in batch])))}
@@ -557,7 +630,7 @@ def _insert_many(conn, table, rows: list[dict[str, Any]]) -> None:
                             else values[n] for n in names])
 
 
-def _relax_timeouts(conn) -> None:
+def relax_timeouts(conn) -> None:
     """The store's sub-second timeouts are for webhook turns; a batch of an import may take longer."""
     if conn.dialect.name == "postgresql":
         relax_deadline(conn, 120)

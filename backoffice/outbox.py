@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import datetime as dt
 from typing import Any
+from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from backoffice import records
 from backoffice.errors import NotFound, Refused
@@ -21,12 +22,25 @@ STATUSES = ("pending", "sending", "sent", "failed", "given_up")
 SYSTEM_ACTOR = "system:outbox"
 
 
-def list_messages(uow: UnitOfWork, status: str | None = None, limit: int = 200) -> list[dict[str, Any]]:
-    """The newest messages first, without bodies (an unsent one may hold a one-time code)."""
+def list_messages(uow: UnitOfWork, status: str | None = None, limit: int = 200, *,
+                  zone: ZoneInfo | None = None) -> list[dict[str, Any]]:
+    """The newest messages first, without bodies (an unsent one may hold a one-time code), errors masked."""
     q = select(OutboxMessage).order_by(OutboxMessage.id.desc()).limit(limit)
     if status is not None:
         q = q.where(OutboxMessage.status == status)
-    return [records.outbox(m) for m in uow.session.scalars(q)]
+    return [records.outbox(m, zone) for m in uow.session.scalars(q)]
+
+
+def backlog(uow: UnitOfWork) -> dict[str, int]:
+    """How many messages are in each status (pending and failed ones are the backlog)."""
+    counts = dict(uow.session.execute(select(OutboxMessage.status, func.count()).group_by(OutboxMessage.status)).all())
+    return {status: int(counts.get(status, 0)) for status in STATUSES}
+
+
+def requeueable(message: dict[str, Any]) -> bool:
+    """Whether `requeue` would take this message (as `list_messages` shows it): the console shows the button then."""
+    return message["kind"] != "otp" and (message["status"] == "sending"
+                                         or (message["status"] == "failed" and message["attempts"] >= MAX_ATTEMPTS))
 
 
 def deliver(store: Store, notifier: Notifier, actor: str, *, now: dt.datetime | None = None) -> dict[str, int]:

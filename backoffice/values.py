@@ -25,7 +25,16 @@ def operator(value: str | None) -> str:
         raise BadInput(f"--operator must be a printable name of at most {MAX_OPERATOR} characters")
     if name.casefold().startswith(SYSTEM_PREFIX):
         raise BadInput(f"--operator may not start with {SYSTEM_PREFIX!r}: those names are the system's own")
+    # 'ѕystem:webhook' (Cyrillic ѕ) reads as the webhook in the audit trail: Latin letters mixed with Cyrillic or
+    # Greek ones are refused (no one's name is spelt that way; look-alikes are).
+    scripts = {_script(ch) for ch in name if ch.isalpha()}
+    if "LATIN" in scripts and scripts & {"CYRILLIC", "GREEK"}:
+        raise BadInput("--operator mixes Latin letters with Cyrillic or Greek look-alikes: type the name again")
     return name
+
+
+def _script(ch: str) -> str:
+    return unicodedata.name(ch, "?").split(" ", 1)[0]
 
 
 def duration(value: str) -> dt.timedelta:
@@ -39,15 +48,18 @@ def duration(value: str) -> dt.timedelta:
     return amount * _UNITS[match.group(2)]
 
 
-def since(value: str, now: dt.datetime) -> dt.datetime:
-    """A date or time in UTC ('2026-11-23', '2026-11-23T09:30'), or a duration back from now ('7d')."""
+def since(value: str, now: dt.datetime, zone: dt.tzinfo | None = None) -> dt.datetime:
+    """A date or time ('2026-11-23', '2026-11-23T09:30': in `zone`, UTC if none), or a duration back from now
+    ('7d'); as the store keeps times, naive UTC."""
     text = (value or "").strip()
     if _DURATION.match(text):
         return now - duration(text)
     try:
         moment = dt.datetime.fromisoformat(text)
     except ValueError:
-        raise BadInput(f"{value!r} is not a date: use YYYY-MM-DD, YYYY-MM-DDTHH:MM (UTC) or a duration like 7d") from None
+        raise BadInput(f"{value!r} is not a date: use YYYY-MM-DD, YYYY-MM-DDTHH:MM or a duration like 7d") from None
+    if moment.tzinfo is None and zone is not None:
+        moment = moment.replace(tzinfo=zone)
     if moment.tzinfo is not None:
         moment = moment.astimezone(dt.timezone.utc).replace(tzinfo=None)
     return moment

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, Index, String, UniqueConstraint
+from sqlalchemy import JSON, ForeignKey, Index, LargeBinary, String, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from cardstore.errors import InvalidTransition
@@ -152,6 +152,8 @@ class Handoff(Base):
     card_id: Mapped[int] = mapped_column(ForeignKey("cards.id", ondelete="CASCADE"))
     session: Mapped[str] = mapped_column(String(500))
     requested_action: Mapped[str] = mapped_column(String(20))
+    # The card's status when the customer asked: the card's status now may differ once someone answered.
+    card_status_at_request: Mapped[str | None] = mapped_column(String(16))
     status: Mapped[str] = mapped_column(String(12), default="unanswered", index=True)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     answered_at: Mapped[dt.datetime | None]
@@ -205,3 +207,28 @@ class AuditEvent(Base):
     session: Mapped[str | None] = mapped_column(String(500))
     before: Mapped[dict[str, Any] | None]
     after: Mapped[dict[str, Any] | None]
+
+
+class ImportJob(Base):
+    """A customer import started in the console: its file until it ran, its preview, its progress and result.
+
+    Progress lives here, not in the web process, so a reloaded page (or another instance) shows where it is.
+    """
+
+    __tablename__ = "import_jobs"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    token: Mapped[str] = mapped_column(String(64), unique=True)  # opaque: the job's URL names nothing else
+    actor: Mapped[str] = mapped_column(String(100))
+    filename: Mapped[str] = mapped_column(String(200))
+    status: Mapped[str] = mapped_column(String(12), default="checking")  # checking | previewed | running | done | failed
+    phase: Mapped[str] = mapped_column(String(40), default="")
+    total: Mapped[int] = mapped_column(default=0)
+    done: Mapped[int] = mapped_column(default=0)
+    # The uploaded file, kept only until the import ran (it holds personal data).
+    data: Mapped[bytes | None] = mapped_column(LargeBinary)
+    preview: Mapped[dict[str, Any] | None]
+    result: Mapped[dict[str, Any] | None]
+    error: Mapped[str | None] = mapped_column(String(500))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)

@@ -136,7 +136,8 @@ def request_reactivation(params: CardParams, call: Call) -> ReactivationResult:
     if card.status != INACTIVE:
         raise InvalidTransition(f"card {card.last4} is {card.status}: only a temporarily locked card is reactivated")
     handoff = repo.add(Handoff(customer_id=customer.id, card_id=card.id, session=call.session,
-                               requested_action=REACTIVATE, created_at=call.now))
+                               requested_action=REACTIVATE, card_status_at_request=card.status,
+                               created_at=call.now))
     repo.flush()
     repo.audit(call.actor, "handoff.created", card=card, session=call.session,
                after={"handoff_id": handoff.id, "requested_action": REACTIVATE, "status": handoff.status})

@@ -19,6 +19,14 @@ _TEXTS = {
         "ja": ("カード再発行のお知らせ", "末尾 {last4} のカードの再発行を受け付けました。リクエスト番号は {number} です。{days}営業日以内に登録住所へお届けします。"),
         "en": ("Your new card is on its way", "We have ordered a new card to replace the one ending {last4}. Your request number is {number}. It will reach your registered address within {days} business days."),
     },
+    "handoff_reactivated": {
+        "ja": ("カード利用再開のお知らせ", "末尾 {last4} のカードの利用再開のご依頼を承認し、カードをご利用いただけるようにしました。"),
+        "en": ("Your card is active again", "We have reactivated your card ending {last4}, as you asked."),
+    },
+    "handoff_rejected": {
+        "ja": ("カード利用再開のご依頼について", "末尾 {last4} のカードの利用再開のご依頼は、お受けできませんでした。詳しくはお問い合わせください。"),
+        "en": ("About your reactivation request", "We could not reactivate your card ending {last4}. Please contact us for details."),
+    },
 }
 REDACTED_CODE = "******"
 

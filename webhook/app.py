@@ -86,6 +86,9 @@ def create_app(settings: Settings | None = None, **overrides: object) -> Flask:
         from simulator import web as simulator_web
 
         simulator_web.init_app(app)  # /simulator: talk to the agent against this app (development)
+    import console
+
+    console.init_app(app)  # the operators' console under /console (unless CONSOLE_AUTH=off)
     return app
 
 

@@ -26,9 +26,9 @@ def test_each_back_office_change_is_in_the_audit_trail_under_its_operator(termin
     terminal.ok("customers", "delete", "09033334444", "--operator", "deleter")
     with terminal.store.unit_of_work() as uow:  # ... and two hours pass
         uow.session.execute(update(Customer).where(Customer.phone_e164 == "+819033334444")
-                            .values(deleted_at=utcnow() - dt.timedelta(hours=2)))
+                            .values(deleted_at=utcnow() - dt.timedelta(days=31)))
         uow.commit()
-    terminal.ok("customers", "purge", "09033334444", "--older-than", "1h", "--operator", "purger")
+    terminal.ok("customers", "purge", "09033334444", "--older-than", "30d", "--operator", "purger")
     by = lambda actor: sorted(e["action"] for e in terminal.audit("--actor", actor))  # noqa: E731
     assert by("importer") == ["customer.imported", "import.completed"]
     assert by("viewer") == ["customer.revealed"]
