@@ -43,7 +43,7 @@ def test_flask_cli_finds_the_app_factory_in_main(tmp_path):
     code = ("from flask.cli import ScriptInfo; a = ScriptInfo(app_import_path='main').load_app(); "
             "print(sorted(r.rule for r in a.url_map.iter_rules() if not r.rule.startswith(('/static/', '/simulator'))) "
             "+ ['store' in a.cli.commands])")
-    assert run_python(code, tmp_path) == "['/flexible/<path:tag>', '/healthz', '/webhook', True]"  # /simulator: tests/simulator
+    assert run_python(code, tmp_path) == "['/flexible/<path:tag>', '/healthz', '/healthz/outbox', '/webhook', True]"  # /simulator: tests/simulator
 
 
 def test_an_unknown_name_in_main_is_an_attribute_error(tmp_path):
