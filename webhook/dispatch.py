@@ -131,7 +131,7 @@ class Service:
         # A unique-key race (two deliveries of the same CX retry) loses once; the second run reads the winner's row.
         for attempt in (1, 2):
             try:
-                with self.store.unit_of_work() as uow:
+                with self.store.unit_of_work(read_only=route.read_only) as uow:
                     call = Call(uow=uow, settings=self.settings, session=session,
                                 language=request.language_code, caller_id=request.caller_id())
                     result: BaseModel = route.handler(params, call)
