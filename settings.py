@@ -38,16 +38,43 @@ class Settings(BaseModel):
 
     otp_ttl_seconds: int = Field(default=300, ge=30, le=600)
     otp_max_attempts: int = Field(default=3, ge=1, le=10)
+    # Abuse limits (README "Abuse limits"), all counted in the store. "Per class": a customer's limits are kept
+    # apart for sessions that proved nothing, sessions calling from the registered number (caller ID) and sessions
+    # that verified this customer before, so strangers cannot use up the card holder's allowance.
+    # Codes per customer and class in a sliding burst window.
     otp_send_limit: int = Field(default=5, ge=1, le=50)
     otp_send_window_seconds: int = Field(default=600, ge=60)
-    # Consecutive wrong codes across challenges before OTP is disabled for the customer (NIST 800-63B: <= 100).
+    # Codes per customer and class per day (24 h from the first).
+    otp_daily_send_limit: int = Field(default=6, ge=1, le=100)
+    # Codes one CX session may ask for, whoever for, per hour.
+    otp_session_send_limit: int = Field(default=4, ge=1, le=50)
+    # Codes sent service-wide per minute; past it nobody gets one and an ERROR line is logged (the alarm).
+    otp_global_send_limit_per_minute: int = Field(default=120, ge=1, le=100_000)
+    # Wrong codes per customer and class per day; past it that class gets no code and no check until the day ends.
+    # Never disables the customer (NIST SP 800-63B 5.2.2: throttling must not let an attacker lock them out).
     otp_failure_limit: int = Field(default=10, ge=1, le=100)
+    # Wrong codes one CX session may make per hour.
+    otp_session_failure_limit: int = Field(default=6, ge=1, le=100)
+    # Growing delays for sessions that proved nothing (and caller-ID sessions): after this many sends or wrong codes
+    # (per customer and class, per session), each next one waits base * 2^k seconds after the last, at most max.
+    throttle_free_events: int = Field(default=2, ge=0, le=100)
+    throttle_delay_base_seconds: int = Field(default=30, ge=0, le=3600)
+    throttle_delay_max_seconds: int = Field(default=3600, ge=0, le=86_400)
+    # Phone numbers an unverified session may look up (verify_user, send_otp) per hour; delays after half of them.
+    lookup_session_limit: int = Field(default=12, ge=1, le=1000)
+    # Text numbers phonenumbers cannot classify (unallocated ranges, like the demo's 090-0000-xxxx)? Unset: yes in
+    # development, no in production. Premium-rate, shared-cost, toll-free and landline numbers are never texted.
+    sms_allow_unclassified_numbers: bool | None = None
     otp_hash_key: str = DEVELOPMENT_OTP_HASH_KEY
     # Test numbers with a fixed code (like Firebase Auth's): "09000001111=123456,…". Off by default.
     otp_test_numbers: dict[str, str] = Field(default_factory=dict)
     # How long a session's verification lets it read cards; a lock or a reissue needs a fresher one.
     verified_session_ttl_seconds: int = Field(default=1800, ge=60)
     trust_upstream_auth_level: bool = False
+    # A lock, reissue or hand-off answer is replayed to the same session only this long, and only while still true.
+    idempotency_window_seconds: int = Field(default=300, ge=5, le=3600)
+    # Replacement cards ever ordered for one card; more need a human (a lost-in-the-post second one is allowed).
+    reissue_limit_per_card: int = Field(default=2, ge=1, le=20)
 
     notify_backend: Literal["console", "file", "smtp"] = "console"
     notify_file: Path | None = None
@@ -135,6 +162,13 @@ class Settings(BaseModel):
             raise ProductionRefused("APP_ENV=production refuses to start: " + "; ".join(problems))
         return self
 
+    @property
+    def sms_to_unclassified(self) -> bool:
+        """Whether a number of unknown type may be texted (see sms_allow_unclassified_numbers)."""
+        if self.sms_allow_unclassified_numbers is None:
+            return self.app_env != "production"
+        return self.sms_allow_unclassified_numbers
+
     def production_problems(self) -> list[str]:
         """What makes these settings unfit for production, one sentence per setting (empty: fit)."""
         problems = []
@@ -156,6 +190,8 @@ class Settings(BaseModel):
             problems.append("OTP_HASH_KEY is the development key (set a random secret)")
         elif len(self.otp_hash_key) < MIN_PRODUCTION_OTP_KEY:
             problems.append(f"OTP_HASH_KEY is shorter than {MIN_PRODUCTION_OTP_KEY} characters")
+        if self.sms_allow_unclassified_numbers:
+            problems.append("SMS_ALLOW_UNCLASSIFIED_NUMBERS=true texts numbers of unknown type (pumping risk)")
         if self.notify_backend in ("console", "file"):
             problems.append(f"NOTIFY_BACKEND={self.notify_backend} writes codes locally instead of sending them (use smtp)")
         return problems

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from cardstore.models import Customer, utcnow
 from cardstore.uow import UnitOfWork
+from contact import e164, parse_phone
 from handlers.errors import AuthRequired, CustomerNotFound
 from settings import STEP_UP_WINDOW_S, Settings
 
@@ -22,6 +23,15 @@ class Call:
     now: dt.datetime = field(default_factory=utcnow)
     actor: str = WEBHOOK_ACTOR
 
+    def caller_id_e164(self) -> str | None:
+        """The caller ID (ANI) as E.164, or None when withheld or malformed."""
+        if not self.caller_id:
+            return None
+        try:
+            return e164(parse_phone(self.caller_id, self.settings.default_region))
+        except ValueError:
+            return None  # withheld or malformed ANI: the caller must give a number
+
     def customer(self, phone_e164: str) -> Customer:
         """The live (not deleted) customer with this number, or CustomerNotFound."""
         customer = self.uow.repo.customer_by_phone(phone_e164)
@@ -32,18 +42,21 @@ class Call:
     def verified_customer(self, phone_e164: str, *, upstream_auth_level: int | None = None) -> Customer:
         """Reading cards: the customer, once this session verified them by a code (or, if trusted, upstream did).
 
-        CustomerNotFound first, then AuthRequired — one query for both.
+        AuthRequired for a stranger's number too: before verification a read tag must not tell who is a customer.
         """
         since = self.now - dt.timedelta(seconds=self.settings.verified_session_ttl_seconds)
-        customer, verified = self._customer_verified_since(phone_e164, since)
-        if verified or (self.settings.trust_upstream_auth_level and (upstream_auth_level or 0) >= 1):
+        customer, verified = self.uow.repo.customer_verified_since(phone_e164, self.session, since)
+        if customer is not None and (
+                verified or (self.settings.trust_upstream_auth_level and (upstream_auth_level or 0) >= 1)):
             return customer
         raise AuthRequired("session has not verified this customer")
 
     def step_up_customer(self, phone_e164: str) -> Customer:
-        """Changing a card: the card holder, with a code verified in this session within the step-up window."""
-        customer, verified = self._customer_verified_since(phone_e164, self.now - dt.timedelta(seconds=STEP_UP_WINDOW_S))
-        if not verified:
+        """Changing a card: the card holder, with a code verified in this session within the step-up window
+        (AuthRequired for a stranger's number as for an unverified customer's)."""
+        since = self.now - dt.timedelta(seconds=STEP_UP_WINDOW_S)
+        customer, verified = self.uow.repo.customer_verified_since(phone_e164, self.session, since)
+        if customer is None or not verified:
             raise AuthRequired("no code verified in this session within the step-up window")
         return customer
 
@@ -51,9 +64,3 @@ class Call:
         """Who the number belongs to (None: nobody), and whether this session has verified them."""
         since = self.now - dt.timedelta(seconds=self.settings.verified_session_ttl_seconds)
         return self.uow.repo.customer_verified_since(phone_e164, self.session, since)
-
-    def _customer_verified_since(self, phone_e164: str, since: dt.datetime) -> tuple[Customer, bool]:
-        customer, verified = self.uow.repo.customer_verified_since(phone_e164, self.session, since)
-        if customer is None:
-            raise CustomerNotFound("no customer with that phone number")
-        return customer, verified

@@ -34,8 +34,10 @@ class ErrorCode(enum.StrEnum):
     CUSTOMER_NOT_FOUND = "CUSTOMER_NOT_FOUND"
     CARD_NOT_FOUND = "CARD_NOT_FOUND"
     INVALID_TRANSITION = "INVALID_TRANSITION"
+    REISSUE_LIMIT_REACHED = "REISSUE_LIMIT_REACHED"
     CHANNEL_NOT_REGISTERED = "CHANNEL_NOT_REGISTERED"
     OTP_RATE_LIMITED = "OTP_RATE_LIMITED"
+    RATE_LIMITED = "RATE_LIMITED"
     OTP_DISABLED = "OTP_DISABLED"
     STORE_UNAVAILABLE = "STORE_UNAVAILABLE"
     INTERNAL = "INTERNAL"
@@ -48,8 +50,10 @@ ERROR_CODES: dict[type[Exception], ErrorCode] = {
     handler_errors.CardNotFound: ErrorCode.CARD_NOT_FOUND,
     handler_errors.ChannelNotRegistered: ErrorCode.CHANNEL_NOT_REGISTERED,
     handler_errors.OtpRateLimited: ErrorCode.OTP_RATE_LIMITED,
+    handler_errors.LookupRateLimited: ErrorCode.RATE_LIMITED,
     handler_errors.OtpDisabled: ErrorCode.OTP_DISABLED,
     InvalidTransition: ErrorCode.INVALID_TRANSITION,
+    handler_errors.ReissueLimitReached: ErrorCode.REISSUE_LIMIT_REACHED,
     StoreUnavailable: ErrorCode.STORE_UNAVAILABLE,
 }
 WEBHOOK_ERROR = "webhook_error"

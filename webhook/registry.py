@@ -50,7 +50,8 @@ ACCOUNT = "prebuilt_components_account_services"
 LOCK = "prebuilt_components_lock_card"
 
 REGISTRY = Registry([
-    Route(f"{AUTH}:verify_user", authentication.VerifyUserParams, authentication.verify_user, read_only=True),
+    # verify_user writes: an unverified session's look-ups are counted (handlers/abuse.py, issue 12).
+    Route(f"{AUTH}:verify_user", authentication.VerifyUserParams, authentication.verify_user),
     Route(f"{AUTH}:send_otp", authentication.SendOtpParams, authentication.send_otp),
     Route(f"{AUTH}:verify_otp", authentication.VerifyOtpParams, authentication.verify_otp),
     Route(f"{ACCOUNT}:get_card_details", account_services.GetCardDetailsParams, account_services.get_card_details,
