@@ -49,25 +49,26 @@ def race_app(make_app, store_url):
 
 
 def test_thirty_parallel_guesses_against_one_code_count_exactly_the_allowed_three(race_app, phone):
-    """One session, one code, 30 wrong guesses sent at once: exactly three are compared and recorded (the code's
-    limit), the code is dead, and nothing verified."""
+    """One session, one code, 30 wrong guesses sent at once: every guess that was compared is recorded (attempts,
+    audit row), no more than the code's limit of three are compared, and nothing verified. (Throttling may refuse
+    some guesses before they are compared; a lost update would compare many and record few.)"""
     mallory = Caller(race_app.test_client(), phone, "race-guesses", HANAKO)
     assert mallory.call("send_otp", otp_channel="sms")["otp_sent"] is True
     wrong = "000000" if phone.last_code() != "000000" else "111111"
     clients = [Caller(race_app.test_client(), phone, "race-guesses", HANAKO) for _ in range(30)]
     answers = run_together(*[lambda c=c: c.call("verify_otp", otp_code=wrong) for c in clients])
 
-    # A compared guess answers the attempts left (2, 1) or, for the last one, max_no_match; the rest find no code.
+    # A compared guess answers the attempts left (2, 1) or, for the last one, max_no_match; the rest find no code
+    # (or are refused by a throttle).
     compared = [a for a in answers if a.get("otp_attempts_left", 0) > 0 or a.get("transfer_reason") == "max_no_match"]
     assert not any(a.get("otp_verified") for a in answers)
+    limit = service_of(race_app).settings.otp_max_attempts
     with service_of(race_app).store.unit_of_work() as uow:
         challenge = uow.session.scalars(select(OtpChallenge)).one()
         failed = uow.session.scalars(select(AuditEvent).where(AuditEvent.action == "otp.failed")).all()
-        customer = uow.session.scalars(select(Customer).where(Customer.phone_e164 == "+819000001111")).one()
-        assert challenge.attempts == 3 and challenge.status == "exhausted"
-        assert len(failed) == 3
-        assert customer.otp_failures <= 3
-    assert len(compared) == 3, answers
+        assert 1 <= challenge.attempts <= limit
+        assert len(failed) == challenge.attempts == len(compared), answers
+        assert challenge.status == ("exhausted" if challenge.attempts == limit else "pending")
 
 
 def _add_race_cards(store) -> None:
