@@ -4,6 +4,7 @@ Every field is documented in README.md (Settings). Environment names are the fie
 """
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Literal
@@ -17,6 +18,36 @@ DEVELOPMENT_OTP_HASH_KEY = "development-only-otp-key"
 GOOGLE_ID_TOKEN_CERTS_URL = "https://www.googleapis.com/oauth2/v1/certs"
 MIN_PRODUCTION_SECRET = 16
 MIN_PRODUCTION_OTP_KEY = 32
+
+
+# The development upstream key (fixtures/upstream/): its private half is in the repository, so it proves nothing.
+DEVELOPMENT_UPSTREAM_KEYS = Path(__file__).resolve().parent / "fixtures" / "upstream" / "development-keys.json"
+
+
+def load_upstream_keys(path: Path) -> dict[str, str]:
+    """`{key id: PEM public key or certificate}` from a JSON file; ValueError saying what is wrong."""
+    try:
+        keys = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"UPSTREAM_ASSERTION_KEYS cannot be read as JSON ({type(exc).__name__})") from None
+    if not isinstance(keys, dict) or not keys or not all(
+            isinstance(k, str) and isinstance(v, str) and "-----BEGIN" in v for k, v in keys.items()):
+        raise ValueError("UPSTREAM_ASSERTION_KEYS must be a JSON object {key id: PEM public key or certificate}")
+    return keys
+
+
+def _upstream_key_problems(path: Path) -> list[str]:
+    try:
+        keys = load_upstream_keys(path)
+    except ValueError as exc:
+        return [str(exc)]
+    try:
+        development = set(load_upstream_keys(DEVELOPMENT_UPSTREAM_KEYS).values())
+    except ValueError:
+        development = set()
+    if any(pem in development for pem in keys.values()):
+        return ["UPSTREAM_ASSERTION_KEYS holds the development key (its private half is public)"]
+    return []
 
 
 class ProductionRefused(Exception):
@@ -70,7 +101,14 @@ class Settings(BaseModel):
     otp_test_numbers: dict[str, str] = Field(default_factory=dict)
     # How long a session's verification lets it read cards; a lock or a reissue needs a fresher one.
     verified_session_ttl_seconds: int = Field(default=1800, ge=60)
+    # Development only (production refuses it): trust a session auth_level >= 1, a parameter anyone can set.
     trust_upstream_auth_level: bool = False
+    # Upstream authentication that proves itself (webhook/upstream.py): a JSON file {key id: PEM public key or
+    # certificate} of the upstream authenticator's signing keys, and the issuer and audience its assertions carry.
+    upstream_assertion_keys: Path | None = None
+    upstream_assertion_issuer: str | None = None
+    upstream_assertion_audience: str | None = None
+    upstream_assertion_max_lifetime_seconds: int = Field(default=900, ge=30, le=3600)
     # A lock, reissue or hand-off answer is replayed to the same session only this long, and only while still true.
     idempotency_window_seconds: int = Field(default=300, ge=5, le=3600)
     # Replacement cards ever ordered for one card; more need a human (a lost-in-the-post second one is allowed).
@@ -151,6 +189,8 @@ class Settings(BaseModel):
                 raise ValueError("WEBHOOK_BASIC_USER must not contain ':'")
         elif self.webhook_auth == "header" and not self.webhook_header_value:
             raise ValueError("WEBHOOK_AUTH=header needs WEBHOOK_HEADER_VALUE")
+        if self.upstream_assertion_keys and not (self.upstream_assertion_issuer and self.upstream_assertion_audience):
+            raise ValueError("UPSTREAM_ASSERTION_KEYS needs UPSTREAM_ASSERTION_ISSUER and UPSTREAM_ASSERTION_AUDIENCE")
         return self
 
     @model_validator(mode="after")
@@ -182,6 +222,11 @@ class Settings(BaseModel):
             problems.append("WEBHOOK_ID_TOKEN_CERTS_URL must be an https:// URL")
         if self.otp_test_numbers:
             problems.append("OTP_TEST_NUMBERS is set (fixed codes are for development and tests only)")
+        if self.trust_upstream_auth_level:
+            problems.append("TRUST_UPSTREAM_AUTH_LEVEL trusts a session parameter any DetectIntent client can set "
+                            "(have the upstream sign an assertion: UPSTREAM_ASSERTION_KEYS)")
+        if self.upstream_assertion_keys:
+            problems.extend(_upstream_key_problems(self.upstream_assertion_keys))
         if self.database_url is None:
             problems.append("DATABASE_URL is not set (an explicit database is required, not the instance SQLite file)")
         elif self.database_url.startswith("sqlite"):

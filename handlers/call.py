@@ -20,6 +20,8 @@ class Call:
     session: str  # the CX session path: the only identity a turn carries
     language: str = "ja"
     caller_id: str | None = None  # payload.telephony.caller_id (ANI), when CX passes it
+    # The customer (E.164) a verified upstream assertion vouches for in this session (webhook/upstream.py).
+    upstream_phone: str | None = None
     now: dt.datetime = field(default_factory=utcnow)
     actor: str = WEBHOOK_ACTOR
 
@@ -40,14 +42,16 @@ class Call:
         return customer
 
     def verified_customer(self, phone_e164: str, *, upstream_auth_level: int | None = None) -> Customer:
-        """Reading cards: the customer, once this session verified them by a code (or, if trusted, upstream did).
+        """Reading cards: the customer, once this session verified them by a code, or a verified upstream assertion
+        vouches for them in this session (or, in development with TRUST_UPSTREAM_AUTH_LEVEL, upstream_auth_level).
 
         AuthRequired for a stranger's number too: before verification a read tag must not tell who is a customer.
         """
         since = self.now - dt.timedelta(seconds=self.settings.verified_session_ttl_seconds)
         customer, verified = self.uow.repo.customer_verified_since(phone_e164, self.session, since)
         if customer is not None and (
-                verified or (self.settings.trust_upstream_auth_level and (upstream_auth_level or 0) >= 1)):
+                verified or self.upstream_phone == customer.phone_e164
+                or (self.settings.trust_upstream_auth_level and (upstream_auth_level or 0) >= 1)):
             return customer
         raise AuthRequired("session has not verified this customer")
 

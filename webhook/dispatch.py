@@ -22,6 +22,7 @@ from notify import Notifier
 from settings import Settings
 from webhook.protocol import WebhookRequest, response
 from webhook.registry import REGISTRY, Registry, UnknownTag
+from webhook.upstream import PARAMETER as UPSTREAM_PARAMETER, UpstreamVerifier
 
 log = logging.getLogger("lockcard.webhook")
 
@@ -97,6 +98,7 @@ class Service:
         self.store = store
         self.registry = registry
         self.notifier = Notifier(settings)
+        self.upstream = UpstreamVerifier.from_settings(settings)
 
     def handle(self, payload: Any) -> Outcome:
         """Route one WebhookRequest (already decoded JSON) by its tag; never raises."""
@@ -125,11 +127,17 @@ class Service:
         if not session:
             raise BadRequest("MALFORMED_REQUEST", "sessionInfo.session is required")
         context = {"region": self.settings.default_region}
+        parameters = request.parameters()
         try:
-            params = route.params.model_validate(request.parameters(), context=context)
+            params = route.params.model_validate(parameters, context=context)
         except ValidationError as exc:
             names = sorted({str(e["loc"][0]) for e in exc.errors() if e["loc"]})
             return self._failure(tag, session, ErrorCode.INVALID_PARAMETER, "invalid parameter: " + ", ".join(names))
+        upstream_phone = None
+        if self.upstream is not None and UPSTREAM_PARAMETER in parameters:
+            upstream_phone, why = self.upstream.vouched_phone(parameters[UPSTREAM_PARAMETER], session)
+            if upstream_phone is None:
+                log.warning("upstream assertion refused: %s", why, extra={"tag": tag})
 
         new_outbox: list[int] = []
         # A unique-key race (two deliveries of the same CX retry) loses once; the second run reads the winner's row.
@@ -137,7 +145,8 @@ class Service:
             try:
                 with self.store.unit_of_work(read_only=route.read_only) as uow:
                     call = Call(uow=uow, settings=self.settings, session=session,
-                                language=request.language_code, caller_id=request.caller_id())
+                                language=request.language_code, caller_id=request.caller_id(),
+                                upstream_phone=upstream_phone)
                     result: BaseModel = route.handler(params, call)
                     new_outbox = [m.id for m in uow.repo.new_outbox] if uow.committed else []
                 break
