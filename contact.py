@@ -8,6 +8,8 @@ from typing import Any
 
 import phonenumbers
 
+from controls import escape_controls
+
 
 def parse_phone(value: Any, region: str) -> phonenumbers.PhoneNumber:
     """A phone number parsed with `phonenumbers`; a double (leading zero lost) is read as national digits."""
@@ -45,9 +47,9 @@ def mask_phone(phone_e164: str) -> str:
 
 
 def mask_email(email: str) -> str:
-    """'hanako.sato@example.jp' -> 'h***@example.jp'."""
+    """'hanako.sato@example.jp' -> 'h***@example.jp'; control characters a stored address may hold are escaped."""
     local, _, domain = email.partition("@")
-    return f"{local[:1]}***@{domain}"
+    return escape_controls(f"{local[:1]}***@{domain}")
 
 
 # What phonenumbers calls a number that can take a text message. Everything else — premium-rate, shared-cost,
