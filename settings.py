@@ -88,7 +88,7 @@ class Settings(BaseModel):
     otp_session_failure_limit: int = Field(default=6, ge=1, le=100)
     # Growing delays for sessions that proved nothing (and caller-ID sessions): after this many sends or wrong codes
     # (per customer and class, per session), each next one waits base * 2^k seconds after the last, at most max.
-    throttle_free_events: int = Field(default=2, ge=0, le=100)
+    throttle_free_events: int = Field(default=3, ge=0, le=100)
     throttle_delay_base_seconds: int = Field(default=30, ge=0, le=3600)
     throttle_delay_max_seconds: int = Field(default=3600, ge=0, le=86_400)
     # Phone numbers an unverified session may look up (verify_user, send_otp) per hour; delays after half of them.

@@ -93,9 +93,16 @@ def _counters(call: Call, limits: list[Limit]) -> dict[str, ThrottleCounter]:
 def _blocked(call: Call, lim: Limit, row: ThrottleCounter) -> bool:
     if row.count >= lim.limit:
         return True
-    if lim.delayed and row.last_at is not None:
-        return call.now < row.last_at + dt.timedelta(seconds=delay_s(call, row.count))
-    return False
+    return lim.delayed and _waiting(call, row, delay_s(call, row.count))
+
+
+def _waiting(call: Call, row: ThrottleCounter, delay: float) -> bool:
+    # delay > 0 first: a call that waited for the row lock can have a `now` a little before the last event's.
+    return delay > 0 and row.last_at is not None and call.now < row.last_at + dt.timedelta(seconds=delay)
+
+
+def _latest(last: dt.datetime | None, now: dt.datetime) -> dt.datetime:
+    return now if last is None or now > last else last
 
 
 def _refuse(call: Call, rows: dict[str, ThrottleCounter], blocked: list[Limit], error: type[Exception]) -> None:
@@ -118,7 +125,7 @@ def check_and_count(call: Call, limits: list[Limit], error: type[Exception]) -> 
         _refuse(call, rows, blocked, error)
     for lim in limits:
         rows[lim.key].count += 1
-        rows[lim.key].last_at = call.now
+        rows[lim.key].last_at = _latest(rows[lim.key].last_at, call.now)
 
 
 def check(call: Call, limits: list[Limit], error: type[Exception]) -> None:
@@ -134,7 +141,7 @@ def count(call: Call, limits: list[Limit]) -> None:
     rows = _counters(call, limits)
     for lim in limits:
         rows[lim.key].count += 1
-        rows[lim.key].last_at = call.now
+        rows[lim.key].last_at = _latest(rows[lim.key].last_at, call.now)
 
 
 def reset(call: Call, limits: list[Limit]) -> None:
@@ -159,9 +166,8 @@ def lookup(call: Call) -> None:
     lim = Limit(f"lookup:session:{_session_key(call.session)}", limit, HOUR, delayed=True)
     rows = _counters(call, [lim])
     row = rows[lim.key]
-    waiting = row.last_at is not None and call.now < row.last_at + dt.timedelta(seconds=delay_s(call, row.count, free))
-    if row.count >= lim.limit or waiting:
+    if row.count >= lim.limit or _waiting(call, row, delay_s(call, row.count, free)):
         _refuse(call, rows, [lim], LookupRateLimited)
     row.count += 1
-    row.last_at = call.now
+    row.last_at = _latest(row.last_at, call.now)
     call.uow.commit()
