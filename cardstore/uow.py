@@ -35,6 +35,9 @@ LOCK_TIMEOUT_MS = 500
 ROUND_TRIP_DEADLINE_S = 0.9
 # After a failed connection attempt, calls fail at once for this long instead of each waiting on a connect.
 BREAKER_OPEN_S = 2.0
+# SQLite writers queue on the file's write lock (BEGIN IMMEDIATE). Its busy handler polls rather than queues fairly,
+# so under a burst a writer may lose several turns: allow it most of CX's 5 s before answering STORE_UNAVAILABLE.
+SQLITE_BUSY_TIMEOUT_MS = 4000
 _UNAVAILABLE = (OperationalError, PoolTimeout)
 
 
@@ -163,7 +166,7 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA foreign_keys=ON")
     cur.execute("PRAGMA journal_mode=WAL")
-    cur.execute(f"PRAGMA busy_timeout={CONNECT_TIMEOUT_S * 1000}")
+    cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
     cur.close()
 
 

@@ -139,3 +139,29 @@ def test_replacement_cards_per_card_are_capped(make_app, phone):
     with unchanged(service_of(app).store):
         answer = sessions[2].call("reissue_card", last_four_digit_of_card_number="1457", zip_code="12345")
     assert answer == {"transfer_reason": "webhook_error", "webhook_error_code": "REISSUE_LIMIT_REACHED"}
+
+
+@pytest.mark.parametrize("tool", ["bench", "backoffice.bench_import"])
+def test_tools_that_recreate_a_database_refuse_one_with_rows(sqlite_url, tool):
+    """Pointed at a store that holds customers, `python -m bench` and `python -m backoffice.bench_import` stop
+    before dropping anything and say --force would; the store keeps its rows. (`loadtest`: tests/load.)"""
+    from cardstore.uow import Store
+    from cardstore.wipe import NotEmpty, rows_in
+
+    before = rows_in(sqlite_url)
+    assert before
+    if tool == "bench":
+        from bench.__main__ import main
+
+        argv = ["--postgres-url", sqlite_url, "--skip", "sqlite", "tmpfs", "growth", "import"]
+    else:
+        from backoffice.bench_import import main
+
+        argv = ["--rows", "10", "--database-url", sqlite_url]
+    with pytest.raises(NotEmpty, match="--force"):
+        main(argv)
+    assert rows_in(sqlite_url) == before
+    store = Store(sqlite_url)
+    with store.unit_of_work(read_only=True) as uow:
+        assert uow.session.scalars(select(Customer)).first() is not None
+    store.dispose()
