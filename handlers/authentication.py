@@ -92,8 +92,8 @@ def send_otp(params: SendOtpParams, call: Call) -> SendOtpResult:
     """Open a new challenge for this session (closing any older one) and queue the code to the customer.
 
     Counted against the abuse limits (handlers/abuse.py) of this session's class before anything is sent. Before
-    verification an e-mail request answers alike whether or not an address is on file (without one, the code goes
-    to the registered phone) and names no address.
+    verification an e-mail request answers alike whether or not an address is on file (without one, nothing is
+    sent) and names no address.
     """
     if params.otp_channel not in CHANNELS:
         raise InvalidParameter("otp_channel must be sms or email")
@@ -108,10 +108,11 @@ def send_otp(params: SendOtpParams, call: Call) -> SendOtpResult:
         raise OtpDisabled("OTP is disabled for this customer")
     settings = call.settings
     channel = params.otp_channel
-    if channel == "email" and not customer.email:
-        if verified:
-            raise ChannelNotRegistered("no e-mail address registered")
-        channel = "sms"  # the registered phone: a destination of the customer's, and the answer stays the same
+    # No address on file: a verified session is told; an unverified one gets the answer an address would give, and
+    # nothing is sent (the caller declined a text; an e-mail has nowhere to go), so it learns nothing either way.
+    undeliverable = channel == "email" and not customer.email
+    if undeliverable and verified:
+        raise ChannelNotRegistered("no e-mail address registered")
     if channel == "sms" and not sms_capable(customer.phone_e164, allow_unknown=settings.sms_to_unclassified):
         raise ChannelNotRegistered("the registered number cannot take a text message")
     abuse.before_send(call, customer, abuse.session_class(call, customer))
@@ -135,11 +136,15 @@ def send_otp(params: SendOtpParams, call: Call) -> SendOtpResult:
             max_attempts=max_attempts,
         )
     )
-    masked = mask_email(customer.email) if channel == "email" else mask_phone(customer.phone_e164)
-    notices.enqueue(repo, customer, "otp", channel, call.language, secret=code, minutes=settings.otp_ttl_seconds // 60)
+    if undeliverable:
+        masked = None
+    else:
+        masked = mask_email(customer.email) if channel == "email" else mask_phone(customer.phone_e164)
+        notices.enqueue(repo, customer, "otp", channel, call.language, secret=code,
+                        minutes=settings.otp_ttl_seconds // 60)
     repo.flush()
     repo.audit(
-        call.actor, "otp.sent", customer=customer, session=call.session,
+        call.actor, "otp.sent" if masked else "otp.undeliverable", customer=customer, session=call.session,
         after={"challenge_id": challenge.id, "channel": channel, "destination": masked},
     )
     call.uow.commit()
