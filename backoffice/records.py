@@ -1,4 +1,6 @@
-"""How store rows look to an operator: plain dicts (the JSON output), with cards and e-mail masked."""
+"""How store rows look to an operator: plain dicts (the JSON output), with cards and e-mail masked, and the control
+characters a stored text may hold (an imported name, a note, an SMTP error) escaped so the terminal shows them
+instead of acting on them (ESC sequences, OSC 52 writing the clipboard, BEL)."""
 from __future__ import annotations
 
 import datetime as dt
@@ -6,6 +8,12 @@ from typing import Any
 
 from cardstore.models import AuditEvent, Card, Handoff, OutboxMessage
 from contact import mask_email, mask_phone
+from controls import escape_controls
+
+
+def shown(text: str | None) -> str | None:
+    """Stored free text as an operator may see it."""
+    return None if text is None else escape_controls(text)
 
 
 def when(moment: dt.datetime | None) -> str | None:
@@ -15,12 +23,12 @@ def when(moment: dt.datetime | None) -> str | None:
 
 def card_label(card: Card | None) -> str | None:
     """A card as an operator names it: vendor and last four only; the store holds nothing more."""
-    return None if card is None else f"{card.vendor} **** {card.last4}"
+    return None if card is None else f"{shown(card.vendor)} **** {card.last4}"
 
 
 def email(value: str | None, *, reveal: bool = False) -> str | None:
     if value is None or reveal:
-        return value
+        return shown(value)
     return mask_email(value)
 
 
@@ -35,9 +43,9 @@ def handoff(h: Handoff, phone_e164: str | None = None) -> dict[str, Any]:
         "session": h.session,
         "created_at": when(h.created_at),
         "answered_at": when(h.answered_at),
-        "answered_by": h.answered_by,
+        "answered_by": shown(h.answered_by),
         "resolution": h.resolution,
-        "note": h.note,
+        "note": shown(h.note),
     }
 
 
@@ -53,7 +61,7 @@ def outbox(m: OutboxMessage) -> dict[str, Any]:
         "created_at": when(m.created_at),
         "next_attempt_at": when(m.next_attempt_at) if m.status in ("pending", "failed") else None,
         "sent_at": when(m.sent_at),
-        "last_error": m.last_error,
+        "last_error": shown(m.last_error),
     }
 
 
@@ -61,7 +69,7 @@ def audit(e: AuditEvent, *, phone_e164: str | None = None, card: Card | None = N
     return {
         "id": e.id,
         "at": when(e.at),
-        "actor": e.actor,
+        "actor": shown(e.actor),
         "action": e.action,
         "customer": mask_phone(phone_e164) if phone_e164 else None,
         "card": card_label(card),

@@ -165,3 +165,27 @@ def test_tools_that_recreate_a_database_refuse_one_with_rows(sqlite_url, tool):
     with store.unit_of_work(read_only=True) as uow:
         assert uow.session.scalars(select(Customer)).first() is not None
     store.dispose()
+
+
+def test_stored_text_with_control_sequences_reaches_the_operators_terminal_escaped(store, app):
+    """A name and a hand-off note holding ESC / OSC 52 / BEL (an old import, a pasted note): `customers show` and
+    `handoffs list` print them written out, never as live control characters."""
+    from click.testing import CliRunner
+
+    from cardstore.models import Card, Handoff
+
+    evil = "鈴木\x1b]52;c;ZXZpbA==\x07\x1b[2J"
+    with store.unit_of_work() as uow:
+        misaki = uow.session.scalars(select(Customer).where(Customer.phone_e164 == "+819012345041")).one()
+        misaki.name = evil
+        card = uow.session.scalars(select(Card).where(Card.customer_id == misaki.id, Card.last4 == "1456")).one()
+        uow.repo.add(Handoff(customer_id=misaki.id, card_id=card.id, session="s", requested_action="reactivate",
+                             note=evil))
+        uow.commit()
+    runner = app.test_cli_runner(mix_stderr=False) if "mix_stderr" in CliRunner.__init__.__code__.co_varnames \
+        else app.test_cli_runner()
+    for args in (["customers", "show", MISAKI], ["handoffs", "list"], ["customers", "show", MISAKI, "--json"]):
+        result = runner.invoke(args=args)
+        assert result.exit_code == 0, result.output
+        assert "\x1b" not in result.output and "\x07" not in result.output, (args, result.output)
+        assert "\\x1b" in result.output or "\\u001b" in result.output
