@@ -114,3 +114,31 @@ def test_a_permanent_and_a_temporary_lock_raced_on_one_card_make_one_transition_
             # Whoever lost heard the truth: a ticket for a lock that happened, or INVALID_TRANSITION.
             assert perm.get("card_status") == BLOCKED
             assert temp.get("card_status") == INACTIVE or temp.get("webhook_error_code") == "INVALID_TRANSITION"
+
+
+def test_on_sqlite_a_write_unit_holds_the_write_lock_from_its_first_read_and_reads_never_wait(sqlite_url):
+    """A writing unit that has only read so far already holds SQLite's write lock (another writer is refused at
+    once with timeout 0), while a read-only unit reads beside it without waiting — and cannot commit."""
+    import sqlite3
+
+    from cardstore.uow import ReadOnlyUnitOfWork, Store
+
+    store = Store(sqlite_url)
+    path = sqlite_url.removeprefix("sqlite:///")
+    try:
+        with store.unit_of_work() as writer:
+            assert writer.session.scalars(select(Card.id)).first() is not None  # a read: BEGIN IMMEDIATE ran
+            other = sqlite3.connect(path, timeout=0, isolation_level=None)
+            with pytest.raises(sqlite3.OperationalError, match="locked"):
+                other.execute("BEGIN IMMEDIATE")
+            other.close()
+            with store.unit_of_work(read_only=True) as reader:
+                assert reader.session.scalars(select(Card.id)).first() is not None
+        with store.unit_of_work(read_only=True) as reader:
+            reader.session.add(Card(customer_id=1, last4="9999", vendor="Visa"))
+            with pytest.raises(ReadOnlyUnitOfWork):
+                reader.commit()
+        with store.unit_of_work(read_only=True) as reader:
+            assert reader.session.scalars(select(Card).where(Card.last4 == "9999")).first() is None
+    finally:
+        store.dispose()
