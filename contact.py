@@ -9,6 +9,8 @@ from typing import Any
 
 import phonenumbers
 
+from safetext import escaped
+
 
 def parse_phone(value: Any, region: str) -> phonenumbers.PhoneNumber:
     """A phone number parsed with `phonenumbers`; a double (leading zero lost) is read as national digits."""
@@ -46,9 +48,9 @@ def mask_phone(phone_e164: str) -> str:
 
 
 def mask_email(email: str) -> str:
-    """'hanako.sato@example.jp' -> 'h***@example.jp'."""
+    """'hanako.sato@example.jp' -> 'h***@example.jp'; control characters a stored address may hold are escaped."""
     local, _, domain = email.partition("@")
-    return f"{local[:1]}***@{domain}"
+    return escaped(f"{local[:1]}***@{domain}", multiline=False)
 
 
 _EMAIL_IN_TEXT = re.compile(r"[^\s@<>\"'(),;:]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}")
@@ -68,3 +70,41 @@ def mask_in_text(text: str) -> str:
         return mask_phone(digits)
 
     return _NUMBER_IN_TEXT.sub(number, text)
+
+
+# What phonenumbers calls a number that can take a text message. Everything else — premium-rate, shared-cost,
+# toll-free, UAN, pager, voicemail, VoIP, personal, plain fixed line, and numbers it cannot classify — is never
+# texted: SMS pumping earns its money on exactly those ranges (issue 12).
+SMS_TYPES = frozenset({phonenumbers.PhoneNumberType.MOBILE, phonenumbers.PhoneNumberType.FIXED_LINE_OR_MOBILE})
+# Ranges that cost the sender money or send the revenue to the range's owner: a customer record with one of these
+# is refused by the importer, not merely never texted.
+COST_RISK_TYPES = frozenset({
+    phonenumbers.PhoneNumberType.PREMIUM_RATE, phonenumbers.PhoneNumberType.SHARED_COST,
+    phonenumbers.PhoneNumberType.TOLL_FREE, phonenumbers.PhoneNumberType.UAN,
+})
+
+
+def phone_type(phone_e164: str) -> str:
+    """What phonenumbers makes of a number, by name ('MOBILE', 'PREMIUM_RATE', 'UNKNOWN', ...)."""
+    try:
+        number = phonenumbers.parse(phone_e164)
+    except phonenumbers.NumberParseException:
+        return "UNKNOWN"
+    kind = phonenumbers.number_type(number)
+    names = {v: k for k, v in vars(phonenumbers.PhoneNumberType).items() if k.isupper()}
+    return names.get(kind, "UNKNOWN")
+
+
+def sms_capable(phone_e164: str, *, allow_unknown: bool = False) -> bool:
+    """May a text message go to this number? MOBILE or FIXED_LINE_OR_MOBILE only; an unclassified number only when
+    `allow_unknown` (development: the demo customers' 090-0000 numbers are not allocated ranges)."""
+    kind = getattr(phonenumbers.PhoneNumberType, phone_type(phone_e164))
+    if kind in SMS_TYPES:
+        return True
+    return allow_unknown and kind == phonenumbers.PhoneNumberType.UNKNOWN
+
+
+def cost_risk(phone_e164: str) -> str | None:
+    """The type's name when a number is premium-rate, shared-cost, toll-free or UAN (never a customer's); else None."""
+    name = phone_type(phone_e164)
+    return name if getattr(phonenumbers.PhoneNumberType, name) in COST_RISK_TYPES else None

@@ -4,6 +4,7 @@ Every field is documented in README.md (Settings). Environment names are the fie
 """
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Literal
@@ -20,6 +21,36 @@ IAP_CERTS_URL = "https://www.gstatic.com/iap/verify/public_key"
 DEVELOPMENT_CONSOLE_KEY = "development-only-console-key"
 MIN_PRODUCTION_SECRET = 16
 MIN_PRODUCTION_OTP_KEY = 32
+
+
+# The development upstream key (fixtures/upstream/): its private half is in the repository, so it proves nothing.
+DEVELOPMENT_UPSTREAM_KEYS = Path(__file__).resolve().parent / "fixtures" / "upstream" / "development-keys.json"
+
+
+def load_upstream_keys(path: Path) -> dict[str, str]:
+    """`{key id: PEM public key or certificate}` from a JSON file; ValueError saying what is wrong."""
+    try:
+        keys = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"UPSTREAM_ASSERTION_KEYS cannot be read as JSON ({type(exc).__name__})") from None
+    if not isinstance(keys, dict) or not keys or not all(
+            isinstance(k, str) and isinstance(v, str) and "-----BEGIN" in v for k, v in keys.items()):
+        raise ValueError("UPSTREAM_ASSERTION_KEYS must be a JSON object {key id: PEM public key or certificate}")
+    return keys
+
+
+def _upstream_key_problems(path: Path) -> list[str]:
+    try:
+        keys = load_upstream_keys(path)
+    except ValueError as exc:
+        return [str(exc)]
+    try:
+        development = set(load_upstream_keys(DEVELOPMENT_UPSTREAM_KEYS).values())
+    except ValueError:
+        development = set()
+    if any(pem in development for pem in keys.values()):
+        return ["UPSTREAM_ASSERTION_KEYS holds the development key (its private half is public)"]
+    return []
 
 
 class ProductionRefused(Exception):
@@ -41,16 +72,50 @@ class Settings(BaseModel):
 
     otp_ttl_seconds: int = Field(default=300, ge=30, le=600)
     otp_max_attempts: int = Field(default=3, ge=1, le=10)
+    # Abuse limits (README "Abuse limits"), all counted in the store. "Per class": a customer's limits are kept
+    # apart for sessions that proved nothing, sessions calling from the registered number (caller ID) and sessions
+    # that verified this customer before, so strangers cannot use up the card holder's allowance.
+    # Codes per customer and class in a sliding burst window.
     otp_send_limit: int = Field(default=5, ge=1, le=50)
     otp_send_window_seconds: int = Field(default=600, ge=60)
-    # Consecutive wrong codes across challenges before OTP is disabled for the customer (NIST 800-63B: <= 100).
+    # Codes per customer and class per day (24 h from the first).
+    otp_daily_send_limit: int = Field(default=6, ge=1, le=100)
+    # Codes one CX session may ask for, whoever for, per hour.
+    otp_session_send_limit: int = Field(default=4, ge=1, le=50)
+    # Codes sent service-wide per minute; past it nobody gets one and an ERROR line is logged (the alarm).
+    otp_global_send_limit_per_minute: int = Field(default=120, ge=1, le=100_000)
+    # Wrong codes per customer and class per day; past it that class gets no code and no check until the day ends.
+    # Never disables the customer (NIST SP 800-63B 5.2.2: throttling must not let an attacker lock them out).
     otp_failure_limit: int = Field(default=10, ge=1, le=100)
+    # Wrong codes one CX session may make per hour.
+    otp_session_failure_limit: int = Field(default=6, ge=1, le=100)
+    # Growing delays for sessions that proved nothing (and caller-ID sessions): after this many sends or wrong codes
+    # (per customer and class, per session), each next one waits base * 2^k seconds after the last, at most max.
+    throttle_free_events: int = Field(default=3, ge=0, le=100)
+    throttle_delay_base_seconds: int = Field(default=30, ge=0, le=3600)
+    throttle_delay_max_seconds: int = Field(default=3600, ge=0, le=86_400)
+    # Phone numbers an unverified session may look up (verify_user, send_otp) per hour; delays after half of them.
+    lookup_session_limit: int = Field(default=12, ge=1, le=1000)
+    # Text numbers phonenumbers cannot classify (unallocated ranges, like the demo's 090-0000-xxxx)? Unset: yes in
+    # development, no in production. Premium-rate, shared-cost, toll-free and landline numbers are never texted.
+    sms_allow_unclassified_numbers: bool | None = None
     otp_hash_key: str = DEVELOPMENT_OTP_HASH_KEY
     # Test numbers with a fixed code (like Firebase Auth's): "09000001111=123456,…". Off by default.
     otp_test_numbers: dict[str, str] = Field(default_factory=dict)
     # How long a session's verification lets it read cards; a lock or a reissue needs a fresher one.
     verified_session_ttl_seconds: int = Field(default=1800, ge=60)
+    # Development only (production refuses it): trust a session auth_level >= 1, a parameter anyone can set.
     trust_upstream_auth_level: bool = False
+    # Upstream authentication that proves itself (webhook/upstream.py): a JSON file {key id: PEM public key or
+    # certificate} of the upstream authenticator's signing keys, and the issuer and audience its assertions carry.
+    upstream_assertion_keys: Path | None = None
+    upstream_assertion_issuer: str | None = None
+    upstream_assertion_audience: str | None = None
+    upstream_assertion_max_lifetime_seconds: int = Field(default=900, ge=30, le=3600)
+    # A lock, reissue or hand-off answer is replayed to the same session only this long, and only while still true.
+    idempotency_window_seconds: int = Field(default=300, ge=5, le=3600)
+    # Replacement cards ever ordered for one card; more need a human (a lost-in-the-post second one is allowed).
+    reissue_limit_per_card: int = Field(default=2, ge=1, le=20)
 
     # How notices leave: console / file (development), smtp (e-mail, and SMS through an e-mail-to-SMS gateway).
     notify_backend: Literal["console", "file", "smtp"] = "console"
@@ -189,6 +254,8 @@ class Settings(BaseModel):
             raise ValueError("WEBHOOK_AUTH=header needs WEBHOOK_HEADER_VALUE")
         if self.console_auth == "iap" and not self.console_iap_audience:
             raise ValueError("CONSOLE_AUTH=iap needs CONSOLE_IAP_AUDIENCE (the backend service's IAP audience)")
+        if self.upstream_assertion_keys and not (self.upstream_assertion_issuer and self.upstream_assertion_audience):
+            raise ValueError("UPSTREAM_ASSERTION_KEYS needs UPSTREAM_ASSERTION_ISSUER and UPSTREAM_ASSERTION_AUDIENCE")
         return self
 
     @model_validator(mode="after")
@@ -214,6 +281,13 @@ class Settings(BaseModel):
             raise ProductionRefused("APP_ENV=production refuses to start: " + "; ".join(problems))
         return self
 
+    @property
+    def sms_to_unclassified(self) -> bool:
+        """Whether a number of unknown type may be texted (see sms_allow_unclassified_numbers)."""
+        if self.sms_allow_unclassified_numbers is None:
+            return self.app_env != "production"
+        return self.sms_allow_unclassified_numbers
+
     def production_problems(self) -> list[str]:
         """What makes these settings unfit for production, one sentence per setting (empty: fit)."""
         problems = []
@@ -227,6 +301,11 @@ class Settings(BaseModel):
             problems.append("WEBHOOK_ID_TOKEN_CERTS_URL must be an https:// URL")
         if self.otp_test_numbers:
             problems.append("OTP_TEST_NUMBERS is set (fixed codes are for development and tests only)")
+        if self.trust_upstream_auth_level:
+            problems.append("TRUST_UPSTREAM_AUTH_LEVEL trusts a session parameter any DetectIntent client can set "
+                            "(have the upstream sign an assertion: UPSTREAM_ASSERTION_KEYS)")
+        if self.upstream_assertion_keys:
+            problems.extend(_upstream_key_problems(self.upstream_assertion_keys))
         if self.database_url is None:
             problems.append("DATABASE_URL is not set (an explicit database is required, not the instance SQLite file)")
         elif self.database_url.startswith("sqlite"):
@@ -246,6 +325,8 @@ class Settings(BaseModel):
             problems.append("CONSOLE_SECRET_KEY is the development key (set a random secret)")
         elif len(console_key) < MIN_PRODUCTION_OTP_KEY:
             problems.append(f"CONSOLE_SECRET_KEY is shorter than {MIN_PRODUCTION_OTP_KEY} characters")
+        if self.sms_allow_unclassified_numbers:
+            problems.append("SMS_ALLOW_UNCLASSIFIED_NUMBERS=true texts numbers of unknown type (pumping risk)")
         if self.notify_backend in ("console", "file"):
             problems.append(f"NOTIFY_BACKEND={self.notify_backend} writes codes locally instead of sending them (use smtp)")
         if self.smtp_user and not (self.smtp_starttls or self.smtp_ssl):

@@ -20,6 +20,7 @@ from sqlalchemy import create_engine, text
 from backoffice.importer import COLUMNS, import_csv, no_progress
 from cardstore import migrate
 from cardstore.uow import Store
+from cardstore.wipe import refuse_unless_empty
 
 FAMILY = ["佐藤", "鈴木", "高橋", "田中", "伊藤", "渡辺", "山本", "中村", "小林", "加藤"]
 GIVEN = ["花子", "一郎", "美咲", "翔太", "陽菜", "大翔", "結衣", "蓮", "さくら", "ケンジ"]
@@ -51,10 +52,11 @@ def generate(rows: int, seed: int = 6, bad_every: int = 1000) -> bytes:
     return out.getvalue().encode("utf-8")
 
 
-def fresh_store(url: str | None, folder: Path) -> Store:
+def fresh_store(url: str | None, folder: Path, *, force: bool = False) -> Store:
     if url is None:
         url = f"sqlite:///{folder / 'bench.sqlite3'}"
     else:
+        refuse_unless_empty(url, force=force, tool="python -m backoffice.bench_import")
         engine = create_engine(url)
         with engine.begin() as conn:
             conn.execute(text("DROP SCHEMA IF EXISTS public CASCADE"))
@@ -82,6 +84,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--database-url", help="a database of your own: its public schema is DROPPED and migrated")
     parser.add_argument("--encoding", default="utf-8", choices=["utf-8", "cp932"], help="encoding of the file")
+    parser.add_argument("--force", action="store_true", help="drop --database-url's schema even if it holds rows")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
@@ -91,7 +94,7 @@ def main(argv: list[str] | None = None) -> None:
             data = data.decode("utf-8").encode("cp932")
         print(f"generated {args.rows} rows ({len(data) / 1e6:.1f} MB, {args.encoding}) "
               f"in {time.perf_counter() - started:.2f} s")
-        store = fresh_store(args.database_url, folder)
+        store = fresh_store(args.database_url, folder, force=args.force)
         backend = store.url.split(":", 1)[0]
         for run in ("first import", "re-run"):
             phases: dict[str, float] = {}

@@ -80,7 +80,7 @@ def show(uow: UnitOfWork, phone_e164: str, *, reveal_by: str | None = None, view
             "id": customer.id,
             "phone_number": customer.phone_e164,
             "phone_national": national_digits(customer.phone_e164),
-            "name": customer.name,
+            "name": records.shown(customer.name),
             "email": records.email(customer.email, reveal=reveal_by is not None),
             "zip_code": customer.zip_code,
             "created_at": when(customer.created_at),

@@ -32,7 +32,7 @@ from backoffice.errors import BadInput
 from safetext import has_controls
 from cardstore.models import CARD_STATUSES, AuditEvent, Card, Customer, utcnow
 from cardstore.uow import Store, relax_deadline
-from contact import e164, parse_phone
+from contact import cost_risk, e164, parse_phone
 from handlers.values import zip_code
 
 COLUMNS = ("phone_number", "name", "email", "zip_code", "card_last4", "card_vendor", "card_status")
@@ -250,6 +250,9 @@ class RowChecker:
             reasons.append("phone_number is empty")
         elif phone is None:
             reasons.append("phone_number is not a phone number")
+        elif cost_risk(phone):
+            # Codes are texted to this number: a premium-rate range would bill the bank for each (SMS pumping).
+            reasons.append(f"phone_number is a {cost_risk(phone)} number: no customer's phone, codes cannot go there")
         name: str | None = f["name"].strip()
         wrong_name = len(reasons)
         if not name:

@@ -1,5 +1,7 @@
 """How store rows look to an operator: plain dicts (the JSON output and the console's pages), with cards and
-e-mail masked, times in the operator's zone, lock types and audit changes in words."""
+e-mail masked, times in the operator's zone, lock types and audit changes in words, and the control characters a
+stored text may hold (an imported name, a note, an SMTP error) escaped so a terminal shows them instead of acting
+on them (ESC sequences, OSC 52 writing the clipboard, BEL)."""
 from __future__ import annotations
 
 import datetime as dt
@@ -8,10 +10,16 @@ from zoneinfo import ZoneInfo
 
 from cardstore.models import AuditEvent, Card, Handoff, OutboxMessage
 from contact import mask_email, mask_in_text, mask_phone
+from safetext import escaped
 
 UTC = ZoneInfo("UTC")
 # A lock ticket's type as the call centre says it (the webhook's values are the seed's card statuses).
 LOCK_TYPES = {"inactive": "temporary", "blocked": "permanent"}
+
+
+def shown(text: str | None) -> str | None:
+    """Stored free text as an operator may see it."""
+    return None if text is None else escaped(text)
 
 
 def when(moment: dt.datetime | None, zone: ZoneInfo | None = None) -> str | None:
@@ -26,12 +34,12 @@ def when(moment: dt.datetime | None, zone: ZoneInfo | None = None) -> str | None
 
 def card_label(card: Card | None) -> str | None:
     """A card as an operator names it: vendor and last four only; the store holds nothing more."""
-    return None if card is None else f"{card.vendor} **** {card.last4}"
+    return None if card is None else f"{shown(card.vendor)} **** {card.last4}"
 
 
 def email(value: str | None, *, reveal: bool = False) -> str | None:
     if value is None or reveal:
-        return value
+        return shown(value)
     return mask_email(value)
 
 
@@ -52,9 +60,9 @@ def handoff(h: Handoff, phone_e164: str | None = None, zone: ZoneInfo | None = N
         "session": h.session,
         "created_at": when(h.created_at, zone),
         "answered_at": when(h.answered_at, zone),
-        "answered_by": h.answered_by,
+        "answered_by": shown(h.answered_by),
         "resolution": h.resolution,
-        "note": h.note,
+        "note": shown(h.note),
     }
 
 
@@ -71,7 +79,7 @@ def outbox(m: OutboxMessage, zone: ZoneInfo | None = None) -> dict[str, Any]:
         "next_attempt_at": when(m.next_attempt_at, zone) if m.status in ("pending", "failed") else None,
         "sent_at": when(m.sent_at, zone),
         # A gateway's error quotes the recipient ("<09012345678@sms…>: unknown user").
-        "last_error": mask_in_text(m.last_error) if m.last_error else m.last_error,
+        "last_error": shown(mask_in_text(m.last_error)) if m.last_error else m.last_error,
     }
 
 
@@ -105,7 +113,7 @@ def audit(e: AuditEvent, *, phone_e164: str | None = None, card: Card | None = N
     return {
         "id": e.id,
         "at": when(e.at, zone),
-        "actor": e.actor,
+        "actor": shown(e.actor),
         "action": e.action,
         "customer": mask_phone(phone_e164) if phone_e164 else None,
         "card": card_label(card),

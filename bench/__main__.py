@@ -503,9 +503,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--postgres-url", default=PG_URL, help="a database of the bench's own (never `test`)")
     parser.add_argument("--out", type=Path, default=HERE / "results.md", help="markdown report (JSON beside it)")
     parser.add_argument("--workdir", type=Path, default=None, help="keep stores and logs here (default: a temp dir)")
+    parser.add_argument("--force", action="store_true",
+                        help="drop the PostgreSQL database and --workdir stores even if they hold rows")
     args = parser.parse_args(argv)
     command = "python -m bench" + ("" if argv is None and len(sys.argv) == 1 else " " + " ".join(argv or sys.argv[1:]))
 
+    # The run drops what it is pointed at: a database or a store that holds rows is only dropped with --force.
+    from cardstore.wipe import refuse_unless_empty
+
+    if "postgresql" not in args.skip:
+        refuse_unless_empty(args.postgres_url, force=args.force, tool="python -m bench")
+    for store in sorted(args.workdir.glob("*.sqlite3")) if args.workdir else []:
+        refuse_unless_empty(f"sqlite:///{store}", force=args.force, tool="python -m bench")
     tools = ensure_tools()
     work = args.workdir or Path(tempfile.mkdtemp(prefix="lockcard-bench-"))
     work.mkdir(parents=True, exist_ok=True)

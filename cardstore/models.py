@@ -5,8 +5,9 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, Index, LargeBinary, String, UniqueConstraint
+from sqlalchemy import JSON, ForeignKey, Index, LargeBinary, String, UniqueConstraint, event
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.orm.base import NEVER_SET, NO_VALUE
 
 from cardstore.errors import InvalidTransition
 
@@ -53,6 +54,9 @@ class Card(Base):
     last4: Mapped[str] = mapped_column(String(4))
     vendor: Mapped[str] = mapped_column(String(40))
     status: Mapped[str] = mapped_column(String(16), default=ACTIVE)
+    # Counts status changes (by anyone: the webhook's locks, an operator's reactivation). A ticket records the
+    # version it left the card at; while the card still has it, replaying that ticket's answer tells the truth.
+    status_version: Mapped[int] = mapped_column(default=0, server_default="0")
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
     customer: Mapped[Customer] = relationship(back_populates="cards")
@@ -64,10 +68,17 @@ class Card(Base):
         self.status = lock_type
 
 
+@event.listens_for(Card.status, "set", active_history=True)
+def _count_status_change(card: Card, value: str, old: object, _initiator: object) -> None:
+    if old is not NO_VALUE and old is not NEVER_SET and old != value:
+        card.status_version = (card.status_version or 0) + 1
+
+
 class LockTicket(Base):
     __tablename__ = "lock_tickets"
-    # One ticket per (session, card, lock type): a CX retry of the same request gets the first ticket back.
-    __table_args__ = (UniqueConstraint("session", "card_id", "lock_type"),)
+    # A CX retry of the same request gets the newest ticket of (session, card, lock type) back while it is still
+    # true (handlers/lock_card.py); a later request after the card changed gets a ticket of its own.
+    __table_args__ = (Index("ix_lock_tickets_session_card", "session", "card_id", "lock_type"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     number: Mapped[int] = mapped_column(unique=True)
@@ -76,13 +87,15 @@ class LockTicket(Base):
     lock_type: Mapped[str] = mapped_column(String(16))
     reason: Mapped[str] = mapped_column(String(16))
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    # The card's status_version right after this lock.
+    card_status_version: Mapped[int] = mapped_column(default=0, server_default="0")
 
     card: Mapped[Card] = relationship()
 
 
 class ReissueRequest(Base):
     __tablename__ = "reissue_requests"
-    __table_args__ = (UniqueConstraint("session", "card_id"),)
+    __table_args__ = (Index("ix_reissue_requests_session_card", "session", "card_id"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     number: Mapped[int] = mapped_column(unique=True)
@@ -91,6 +104,8 @@ class ReissueRequest(Base):
     zip_code: Mapped[str] = mapped_column(String(16))
     delivery_business_days: Mapped[int] = mapped_column(default=3)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    # The card's status_version when the replacement was ordered.
+    card_status_version: Mapped[int] = mapped_column(default=0, server_default="0")
 
     card: Mapped[Card] = relationship()
 
@@ -145,7 +160,7 @@ class Handoff(Base):
     """A request only a human may answer (reactivating a card); 未回答 until an operator answers it."""
 
     __tablename__ = "handoffs"
-    __table_args__ = (UniqueConstraint("session", "card_id", "requested_action"),)
+    __table_args__ = (Index("ix_handoffs_session_card", "session", "card_id", "requested_action"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id", ondelete="CASCADE"), index=True)
@@ -160,6 +175,8 @@ class Handoff(Base):
     answered_by: Mapped[str | None] = mapped_column(String(100))
     resolution: Mapped[str | None] = mapped_column(String(20))
     note: Mapped[str | None] = mapped_column(String(2000))
+    # The card's status_version when the hand-off was asked for.
+    card_status_version: Mapped[int] = mapped_column(default=0, server_default="0")
 
     card: Mapped[Card] = relationship()
 
@@ -232,3 +249,21 @@ class ImportJob(Base):
     error: Mapped[str | None] = mapped_column(String(500))
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class ThrottleCounter(Base):
+    """One abuse limit's count in its current window (issue 12): codes sent, wrong codes, look-ups.
+
+    Keyed by what is limited ("otp-send:customer:anonymous:42", "lookup:session:<hash>", "otp-send:service");
+    read with FOR UPDATE, so every instance of the service counts on the same row.
+    """
+
+    __tablename__ = "throttle_counters"
+
+    key: Mapped[str] = mapped_column(String(120), primary_key=True)
+    window_start: Mapped[dt.datetime]
+    count: Mapped[int] = mapped_column(default=0)
+    # When the last counted event happened: growing delays are measured from it.
+    last_at: Mapped[dt.datetime | None]
+    # Requests refused in this window (the service-wide limit's alarm fires on the first).
+    refused: Mapped[int] = mapped_column(default=0)

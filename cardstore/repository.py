@@ -6,6 +6,7 @@ import secrets
 from typing import Any, NamedTuple, Sequence, TypeVar
 
 from sqlalchemy import bindparam, exists, func, insert, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from cardstore.models import (
@@ -19,6 +20,7 @@ from cardstore.models import (
     OtpChallenge,
     OutboxMessage,
     ReissueRequest,
+    ThrottleCounter,
     VerifiedSession,
 )
 
@@ -64,11 +66,17 @@ _LIVE_CUSTOMER_VERIFIED = select(
     )
     .label("verified"),
 ).where(Customer.phone_e164 == bindparam("phone"), Customer.deleted_at.is_(None))
+# A session may hold several tickets for one card (it asked again after the card changed): the newest is the one
+# a retry may get back.
 _LOCK_TICKET = select(LockTicket).where(
     LockTicket.session == bindparam("session"),
     LockTicket.card_id == bindparam("card_id"),
     LockTicket.lock_type == bindparam("lock_type"),
-)
+).order_by(LockTicket.id.desc()).limit(1)
+_REISSUE_REQUEST = select(ReissueRequest).where(
+    ReissueRequest.session == bindparam("session"), ReissueRequest.card_id == bindparam("card_id")
+).order_by(ReissueRequest.id.desc()).limit(1)
+_REISSUES_OF_CARD = select(func.count(ReissueRequest.id)).where(ReissueRequest.card_id == bindparam("card_id"))
 _NUMBER_TAKEN = {
     model: select(model.id).where(model.number == bindparam("number")) for model in (LockTicket, ReissueRequest)
 }
@@ -155,19 +163,46 @@ class Repository:
         """The credential with this SHA-256, whoever it was issued to (the caller checks it still holds)."""
         return self.session.scalars(select(AuthToken).where(AuthToken.token_hash == token_hash)).one_or_none()
 
-    # requests made in a session (each unique per session, card and action)
+
+    def ever_verified(self, session: str, customer_id: int) -> bool:
+        """Whether `session` verified this customer by a code at any time."""
+        return self.verified_since(session, customer_id, dt.datetime.min) is not None
+
+    # abuse limits
+    def throttle_counters(self, keys: Sequence[str], now: dt.datetime) -> dict[str, ThrottleCounter]:
+        """The counters for `keys`, created at zero if new and row-locked (FOR UPDATE), in key order so two calls
+        that need the same counters never wait on each other in a cycle."""
+        if not keys:
+            return {}
+        keys = sorted(set(keys))
+        dialect = self.session.get_bind().dialect.name
+        make_insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        # ON CONFLICT DO NOTHING: two first-ever events for one key both go on to lock the one row.
+        self.session.execute(
+            make_insert(ThrottleCounter)
+            .values([{"key": k, "window_start": now, "count": 0, "refused": 0} for k in keys])
+            .on_conflict_do_nothing(index_elements=["key"])
+        )
+        q = select(ThrottleCounter).where(ThrottleCounter.key.in_(keys)).order_by(ThrottleCounter.key)
+        rows = self.session.scalars(q.with_for_update().execution_options(populate_existing=True))
+        return {row.key: row for row in rows}
+
+    # requests made in a session: the newest per session, card and action (what a retry may get back)
     def lock_ticket(self, session: str, card_id: int, lock_type: str) -> LockTicket | None:
         params = {"session": session, "card_id": card_id, "lock_type": lock_type}
         return self.session.scalars(_LOCK_TICKET, params).one_or_none()
 
     def reissue_request(self, session: str, card_id: int) -> ReissueRequest | None:
-        q = select(ReissueRequest).where(ReissueRequest.session == session, ReissueRequest.card_id == card_id)
-        return self.session.scalars(q).one_or_none()
+        return self.session.scalars(_REISSUE_REQUEST, {"session": session, "card_id": card_id}).one_or_none()
+
+    def reissues_of_card(self, card_id: int) -> int:
+        """How many replacements were ever ordered for this card."""
+        return int(self.session.scalar(_REISSUES_OF_CARD, {"card_id": card_id}) or 0)
 
     def handoff(self, session: str, card_id: int, action: str) -> Handoff | None:
         q = select(Handoff).where(
             Handoff.session == session, Handoff.card_id == card_id, Handoff.requested_action == action
-        )
+        ).order_by(Handoff.id.desc()).limit(1)
         return self.session.scalars(q).one_or_none()
 
     def new_number(self, model: type[LockTicket] | type[ReissueRequest]) -> int:

@@ -3,6 +3,11 @@
 `Store(url)` owns one engine (built on first use, never at import). `store.unit_of_work()` gives a
 `UnitOfWork`; use it as a context manager, call `commit()` to keep the work; anything not committed is
 rolled back when the block ends. Connection failures and timeouts surface as `StoreUnavailable`.
+
+A unit of work writes by default; `store.unit_of_work(read_only=True)` is for reads only (it cannot commit). On
+SQLite a writing unit takes the database's write lock when it begins (`BEGIN IMMEDIATE`), so its reads and checks
+and its writes are one atomic step, as PostgreSQL's row locks (`FOR UPDATE`) make them there; a read-only unit
+begins a plain (deferred) transaction: a consistent snapshot that never waits for a writer.
 """
 from __future__ import annotations
 
@@ -30,6 +35,9 @@ LOCK_TIMEOUT_MS = 500
 ROUND_TRIP_DEADLINE_S = 0.9
 # After a failed connection attempt, calls fail at once for this long instead of each waiting on a connect.
 BREAKER_OPEN_S = 2.0
+# SQLite writers queue on the file's write lock (BEGIN IMMEDIATE). Its busy handler polls rather than queues fairly,
+# so under a burst a writer may lose several turns: allow it most of CX's 5 s before answering STORE_UNAVAILABLE.
+SQLITE_BUSY_TIMEOUT_MS = 4000
 _UNAVAILABLE = (OperationalError, PoolTimeout)
 
 
@@ -87,6 +95,7 @@ def build_engine(url: str, *, pool_size: int = 5, breaker: Breaker | None = None
     engine = create_engine(url, **kwargs)
     if url.startswith("sqlite"):
         event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "begin", _sqlite_begin)
     elif url.startswith("postgresql+psycopg"):
         event.listen(engine, "do_connect", functools.partial(_connect_with_deadline, breaker or Breaker()))
         event.listen(engine, "checkin", _restore_deadline)
@@ -144,12 +153,27 @@ def _deadline_connection_class():
     return DeadlineConnection
 
 
+# Execution option that marks a connection as serving a read-only unit of work (see _sqlite_begin).
+READ_ONLY = "lockcard_read_only"
+
+
 def _sqlite_pragmas(dbapi_conn, _record) -> None:
+    # pysqlite would otherwise BEGIN (deferred) only at the first INSERT/UPDATE: the SELECTs a handler checks before
+    # writing would run outside the transaction, and two callers could both see a card active and both lock it.
+    # With its own transaction handling off, _sqlite_begin decides how each transaction begins (SQLAlchemy 2's
+    # documented pysqlite recipe: "Serializable isolation / Savepoints / Transactional DDL").
+    dbapi_conn.isolation_level = None
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA foreign_keys=ON")
     cur.execute("PRAGMA journal_mode=WAL")
-    cur.execute(f"PRAGMA busy_timeout={CONNECT_TIMEOUT_S * 1000}")
+    cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
     cur.close()
+
+
+def _sqlite_begin(conn) -> None:
+    # IMMEDIATE: the write lock at the start, waiting (busy_timeout) for the writer before us — never a read that a
+    # concurrent writer makes stale. A read-only unit begins deferred: WAL readers never wait for a writer.
+    conn.exec_driver_sql("BEGIN" if conn.get_execution_options().get(READ_ONLY) else "BEGIN IMMEDIATE")
 
 
 class Store:
@@ -161,6 +185,7 @@ class Store:
         self.breaker = Breaker()
         self._engine: Engine | None = None
         self._sessions: sessionmaker[Session] | None = None
+        self._read_sessions: sessionmaker[Session] | None = None
         self._lock = threading.Lock()
 
     @property
@@ -168,22 +193,28 @@ class Store:
         if self._engine is None:
             with self._lock:
                 if self._engine is None:
-                    self._engine = build_engine(self.url, pool_size=self._pool_size, breaker=self.breaker)
-                    self._sessions = sessionmaker(self._engine, expire_on_commit=False)
+                    engine = build_engine(self.url, pool_size=self._pool_size, breaker=self.breaker)
+                    self._sessions = sessionmaker(engine, expire_on_commit=False)
+                    self._read_sessions = sessionmaker(engine.execution_options(**{READ_ONLY: True}),
+                                                       expire_on_commit=False)
+                    self._engine = engine
         return self._engine
 
-    def unit_of_work(self) -> UnitOfWork:
-        """A new unit of work on this store."""
-        self.engine  # noqa: B018 - builds the session factory on first use
-        assert self._sessions is not None
-        return UnitOfWork(self._sessions, self.breaker)
+    def unit_of_work(self, *, read_only: bool = False) -> UnitOfWork:
+        """A new unit of work on this store: a writing one (the default), or `read_only=True` for reads only.
+
+        A read-only unit never takes SQLite's write lock and refuses `commit()`: anything it wrote is rolled back.
+        """
+        self.engine  # noqa: B018 - builds the session factories on first use
+        assert self._sessions is not None and self._read_sessions is not None
+        return UnitOfWork(self._read_sessions if read_only else self._sessions, self.breaker, read_only=read_only)
 
     def ping(self) -> None:
         """Raise StoreUnavailable unless the database answers a trivial query (a health probe: it reaches the store
         even while the breaker is open, and closes it when the store answers)."""
         try:
             with self.breaker.probe(), self.engine.connect() as conn:
-                conn.execute(text("SELECT 1"))
+                conn.execution_options(**{READ_ONLY: True}).execute(text("SELECT 1"))
         except DBAPIError as exc:
             raise StoreUnavailable(type(exc.orig).__name__ if exc.orig else type(exc).__name__) from exc
         self.breaker.reset()
@@ -193,12 +224,18 @@ class Store:
             self._engine.dispose()
 
 
+class ReadOnlyUnitOfWork(RuntimeError):
+    """A programming error: a unit of work opened for reads tried to keep a write."""
+
+
 class UnitOfWork:
     """One transaction. Rolls back unless `commit()` was called; maps connection failures to StoreUnavailable."""
 
-    def __init__(self, sessions: sessionmaker[Session], breaker: Breaker | None = None) -> None:
+    def __init__(self, sessions: sessionmaker[Session], breaker: Breaker | None = None, *,
+                 read_only: bool = False) -> None:
         self._sessions = sessions
         self._breaker = breaker
+        self.read_only = read_only
         self.session: Session
         self.repo: Repository
         self.committed = False
@@ -223,6 +260,9 @@ class UnitOfWork:
 
     def commit(self) -> None:
         """Keep the work done in this unit."""
+        if self.read_only:
+            # On SQLite a read-only unit holds no write lock: what it wrote could rest on a stale read.
+            raise ReadOnlyUnitOfWork("a read-only unit of work cannot commit: open it with read_only=False")
         try:
             self.session.commit()
         except DBAPIError as exc:

@@ -14,10 +14,12 @@ import pyotp
 from pydantic import BaseModel, ConfigDict
 
 from cardstore.models import AuthToken, Customer, OtpChallenge, VerifiedSession
-from handlers import notices
+from contact import e164, mask_email, mask_phone, national_digits, parse_phone, sms_capable
+from handlers import abuse, notices
 from handlers.call import Call
-from handlers.errors import AuthRequired, ChannelNotRegistered, InvalidParameter, OtpDisabled, OtpRateLimited
-from contact import e164, mask_email, mask_phone, national_digits, parse_phone
+from handlers.errors import (
+    AuthRequired, ChannelNotRegistered, CustomerNotFound, InvalidParameter, OtpDisabled, OtpRateLimited,
+)
 from handlers.values import OtpCode, PhoneE164, SmallInt, Word
 
 CHANNELS = ("sms", "email")
@@ -41,13 +43,20 @@ class VerifyUserResult(BaseModel):
 
 
 def verify_user(params: VerifyUserParams, call: Call) -> VerifyUserResult:
-    """Identify the caller by the number they gave, or by the caller ID the telephony gateway passed."""
-    ani = _caller_id_e164(call)
+    """Identify the caller by the number they gave, or by the caller ID the telephony gateway passed.
+
+    Before this session has verified the customer it learns only what the caller could guess: found or not (the
+    flow re-asks the number when not), the number itself and its last four digits. Card count and e-mail presence
+    come once a code is verified (here, or from verify_otp).
+    """
+    ani = call.caller_id_e164()
     phone = params.phone_number or ani
     if phone is None:
         # A withheld caller ID and no number given yet is normal: the flow asks the caller for the number.
         return VerifyUserResult(user_found=False)
     customer, verified = call.identified_customer(phone)
+    if not verified:
+        abuse.lookup(call)
     if customer is None:
         return VerifyUserResult(user_found=False)
     if verified:
@@ -56,23 +65,16 @@ def verify_user(params: VerifyUserParams, call: Call) -> VerifyUserResult:
         level = 0  # identified by the line it calls from; a code is still needed for anything that matters
     else:
         level = -1
-    return VerifyUserResult(
+    result = VerifyUserResult(
         user_found=True,
         phone_number=national_digits(customer.phone_e164),
         auth_level=level,
         registered_phone_last4=customer.phone_e164[-4:],
-        email_registered=bool(customer.email),
-        card_count=len(customer.cards),
     )
-
-
-def _caller_id_e164(call: Call) -> str | None:
-    if not call.caller_id:
-        return None
-    try:
-        return e164(parse_phone(call.caller_id, call.settings.default_region))
-    except ValueError:
-        return None  # withheld or malformed ANI: the caller must give a number
+    if verified:
+        result.email_registered = bool(customer.email)
+        result.card_count = len(customer.cards)
+    return result
 
 
 class SendOtpParams(Params):
@@ -84,27 +86,40 @@ class SendOtpParams(Params):
 class SendOtpResult(BaseModel):
     otp_sent: bool
     otp_channel: str
-    otp_destination_masked: str
+    otp_destination_masked: str | None
     otp_expires_in_s: int
 
 
 def send_otp(params: SendOtpParams, call: Call) -> SendOtpResult:
-    """Open a new challenge for this session (closing any older one) and queue the code to the customer."""
+    """Open a new challenge for this session (closing any older one) and queue the code to the customer.
+
+    Counted against the abuse limits (handlers/abuse.py) of this session's class before anything is sent. Before
+    verification an e-mail request answers alike whether or not an address is on file (without one, nothing is
+    sent) and names no address.
+    """
     if params.otp_channel not in CHANNELS:
         raise InvalidParameter("otp_channel must be sms or email")
-    customer = call.customer(params.phone_number)
-    # Row lock: parallel sends see each other's challenges, so the send limit holds across sessions.
+    customer, verified = call.identified_customer(params.phone_number)
+    if not verified:
+        abuse.lookup(call)
+    if customer is None:
+        raise CustomerNotFound("no customer with that phone number")
+    # Row lock: parallel sends see each other's counts, so the send limits hold across sessions.
     call.uow.session.refresh(customer, with_for_update=True)
     if customer.otp_disabled_at is not None:
         raise OtpDisabled("OTP is disabled for this customer")
-    if params.otp_channel == "email" and not customer.email:
-        raise ChannelNotRegistered("no e-mail address registered")
     settings = call.settings
-    repo = call.uow.repo
-    window_start = call.now - dt.timedelta(seconds=settings.otp_send_window_seconds)
-    if repo.count_challenges_since(customer.id, window_start) >= settings.otp_send_limit:
-        raise OtpRateLimited("send limit reached")
+    channel = params.otp_channel
+    # No address on file: a verified session is told; an unverified one gets the answer an address would give, and
+    # nothing is sent (the caller declined a text; an e-mail has nowhere to go), so it learns nothing either way.
+    undeliverable = channel == "email" and not customer.email
+    if undeliverable and verified:
+        raise ChannelNotRegistered("no e-mail address registered")
+    if channel == "sms" and not sms_capable(customer.phone_e164, allow_unknown=settings.sms_to_unclassified):
+        raise ChannelNotRegistered("the registered number cannot take a text message")
+    abuse.before_send(call, customer, abuse.session_class(call, customer))
 
+    repo = call.uow.repo
     for old in repo.challenges_in_session(customer.id, call.session):
         if old.status == "pending":
             old.status = "superseded"
@@ -116,28 +131,31 @@ def send_otp(params: SendOtpParams, call: Call) -> SendOtpResult:
         OtpChallenge(
             customer_id=customer.id,
             session=call.session,
-            channel=params.otp_channel,
+            channel=channel,
             code_hash=code_hash(settings.otp_hash_key, customer.id, call.session, code),
             created_at=call.now,
             expires_at=call.now + dt.timedelta(seconds=settings.otp_ttl_seconds),
             max_attempts=max_attempts,
         )
     )
-    masked = mask_email(customer.email) if params.otp_channel == "email" else mask_phone(customer.phone_e164)
-    notices.enqueue(
-        repo, customer, "otp", params.otp_channel, call.language, secret=code, minutes=settings.otp_ttl_seconds // 60,
-        expires_at=challenge.expires_at,
-    )
+    if undeliverable:
+        masked = None
+    else:
+        masked = mask_email(customer.email) if channel == "email" else mask_phone(customer.phone_e164)
+        notices.enqueue(repo, customer, "otp", channel, call.language, secret=code,
+                        minutes=settings.otp_ttl_seconds // 60, expires_at=challenge.expires_at)
     repo.flush()
     repo.audit(
-        call.actor, "otp.sent", customer=customer, session=call.session,
-        after={"challenge_id": challenge.id, "channel": params.otp_channel, "destination": masked},
+        call.actor, "otp.sent" if masked else "otp.undeliverable", customer=customer, session=call.session,
+        after={"challenge_id": challenge.id, "channel": channel, "destination": masked},
     )
     call.uow.commit()
+    # The phone's last four the caller gave; an address only to a session that already proved who it is.
+    shown = masked if params.otp_channel == "sms" or verified else None
     return SendOtpResult(
         otp_sent=True,
         otp_channel=params.otp_channel,
-        otp_destination_masked=masked,
+        otp_destination_masked=shown,
         otp_expires_in_s=settings.otp_ttl_seconds,
     )
 
@@ -168,11 +186,18 @@ class VerifyOtpResult(BaseModel):
     otp_expired: bool | None = None
     transfer_reason: str | None = None
     auth_token: str | None = None  # only when the edge asked for a credential (Call.issue_credential)
+    # Once verified, what verify_user keeps from an unverified session (the flow picks channels and pages by them).
+    email_registered: bool | None = None
+    card_count: int | None = None
 
 
 def verify_otp(params: VerifyOtpParams, call: Call) -> VerifyOtpResult:
-    """Check a code against this session's open challenge. Wrong codes count, per challenge and per customer."""
-    customer = call.customer(params.phone_number)
+    """Check a code against this session's open challenge. Wrong codes count per challenge, and per customer and
+    class and per session in the abuse limits (which throttle; they never disable the customer)."""
+    nothing_to_check = VerifyOtpResult(otp_verified=False, otp_attempts_left=0)
+    customer, _ = call.identified_customer(params.phone_number)
+    if customer is None:
+        return nothing_to_check  # a stranger's number answers as a customer's without a code sent in this session
     # Row lock: sessions guessing in parallel must each count on the failures the previous one left (no lost update).
     call.uow.session.refresh(customer, with_for_update=True)
     if customer.otp_disabled_at is not None:
@@ -181,19 +206,22 @@ def verify_otp(params: VerifyOtpParams, call: Call) -> VerifyOtpResult:
     challenge = repo.open_challenge(customer.id, call.session)
     if challenge is None:
         # Never sent, already used (a replay), or used up: nothing to check against.
-        return VerifyOtpResult(otp_verified=False, otp_attempts_left=0)
+        return nothing_to_check
     if call.now >= challenge.expires_at:
         challenge.status = "expired"
         repo.audit(call.actor, "otp.expired", customer=customer, session=call.session,
                    after={"challenge_id": challenge.id})
         call.uow.commit()
         return VerifyOtpResult(otp_verified=False, otp_attempts_left=0, otp_expired=True)
+    limits = abuse.failure_limits(call, customer, abuse.session_class(call, customer))
+    abuse.check(call, limits, OtpRateLimited)  # before the code is compared: a throttled guess is no guess
 
     expected = challenge.code_hash
     given = code_hash(call.settings.otp_hash_key, customer.id, call.session, params.otp_code)
     if pyotp.utils.strings_equal(expected, given):
         challenge.status = "verified"
         customer.otp_failures = 0
+        abuse.reset(call, limits)
         repo.add(VerifiedSession(session=call.session, customer_id=customer.id, verified_at=call.now))
         after: dict[str, object] = {"challenge_id": challenge.id}
         token = None
@@ -203,22 +231,19 @@ def verify_otp(params: VerifyOtpParams, call: Call) -> VerifyOtpResult:
         repo.audit(call.actor, "otp.verified", customer=customer, session=call.session, after=after)
         call.uow.commit()
         result = VerifyOtpResult(otp_verified=True, otp_attempts_left=challenge.max_attempts - challenge.attempts,
-                                 auth_level=1)
+                                 auth_level=1, email_registered=bool(customer.email), card_count=len(customer.cards))
         if token is not None:
             result.auth_token = token
         return result
 
     challenge.attempts += 1
-    customer.otp_failures += 1
+    customer.otp_failures += 1  # for operators (customers show): wrong codes in a row, whoever typed them
+    abuse.count(call, limits)
     left = max(challenge.max_attempts - challenge.attempts, 0)
     repo.audit(call.actor, "otp.failed", customer=customer, session=call.session,
                after={"challenge_id": challenge.id, "attempts_left": left, "consecutive_failures": customer.otp_failures})
     if left == 0:
         challenge.status = "exhausted"
-    if customer.otp_failures >= call.settings.otp_failure_limit:
-        customer.otp_disabled_at = call.now
-        repo.audit(call.actor, "otp.disabled", customer=customer, session=call.session,
-                   after={"consecutive_failures": customer.otp_failures})
     call.uow.commit()
     if left == 0:
         return VerifyOtpResult(otp_verified=False, otp_attempts_left=0, transfer_reason="max_no_match")

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from cardstore.models import Customer, utcnow
 from cardstore.uow import UnitOfWork
+from contact import e164, parse_phone
 from handlers.errors import AuthRequired, CustomerNotFound
 from settings import STEP_UP_WINDOW_S, Settings
 
@@ -19,10 +20,21 @@ class Call:
     session: str  # the CX session path: the only identity a turn carries
     language: str = "ja"
     caller_id: str | None = None  # payload.telephony.caller_id (ANI), when CX passes it
+    # The customer (E.164) a verified upstream assertion vouches for in this session (webhook/upstream.py).
+    upstream_phone: str | None = None
     now: dt.datetime = field(default_factory=utcnow)
     actor: str = WEBHOOK_ACTOR
     # The flexible edge has no CX session to remember a verified code by: verify_otp then issues a credential.
     issue_credential: bool = False
+
+    def caller_id_e164(self) -> str | None:
+        """The caller ID (ANI) as E.164, or None when withheld or malformed."""
+        if not self.caller_id:
+            return None
+        try:
+            return e164(parse_phone(self.caller_id, self.settings.default_region))
+        except ValueError:
+            return None  # withheld or malformed ANI: the caller must give a number
 
     def customer(self, phone_e164: str) -> Customer:
         """The live (not deleted) customer with this number, or CustomerNotFound."""
@@ -32,20 +44,25 @@ class Call:
         return customer
 
     def verified_customer(self, phone_e164: str, *, upstream_auth_level: int | None = None) -> Customer:
-        """Reading cards: the customer, once this session verified them by a code (or, if trusted, upstream did).
+        """Reading cards: the customer, once this session verified them by a code, or a verified upstream assertion
+        vouches for them in this session (or, in development with TRUST_UPSTREAM_AUTH_LEVEL, upstream_auth_level).
 
-        CustomerNotFound first, then AuthRequired — one query for both.
+        AuthRequired for a stranger's number too: before verification a read tag must not tell who is a customer.
         """
         since = self.now - dt.timedelta(seconds=self.settings.verified_session_ttl_seconds)
-        customer, verified = self._customer_verified_since(phone_e164, since)
-        if verified or (self.settings.trust_upstream_auth_level and (upstream_auth_level or 0) >= 1):
+        customer, verified = self.uow.repo.customer_verified_since(phone_e164, self.session, since)
+        if customer is not None and (
+                verified or self.upstream_phone == customer.phone_e164
+                or (self.settings.trust_upstream_auth_level and (upstream_auth_level or 0) >= 1)):
             return customer
         raise AuthRequired("session has not verified this customer")
 
     def step_up_customer(self, phone_e164: str) -> Customer:
-        """Changing a card: the card holder, with a code verified in this session within the step-up window."""
-        customer, verified = self._customer_verified_since(phone_e164, self.now - dt.timedelta(seconds=STEP_UP_WINDOW_S))
-        if not verified:
+        """Changing a card: the card holder, with a code verified in this session within the step-up window
+        (AuthRequired for a stranger's number as for an unverified customer's)."""
+        since = self.now - dt.timedelta(seconds=STEP_UP_WINDOW_S)
+        customer, verified = self.uow.repo.customer_verified_since(phone_e164, self.session, since)
+        if customer is None or not verified:
             raise AuthRequired("no code verified in this session within the step-up window")
         return customer
 
@@ -53,9 +70,3 @@ class Call:
         """Who the number belongs to (None: nobody), and whether this session has verified them."""
         since = self.now - dt.timedelta(seconds=self.settings.verified_session_ttl_seconds)
         return self.uow.repo.customer_verified_since(phone_e164, self.session, since)
-
-    def _customer_verified_since(self, phone_e164: str, since: dt.datetime) -> tuple[Customer, bool]:
-        customer, verified = self.uow.repo.customer_verified_since(phone_e164, self.session, since)
-        if customer is None:
-            raise CustomerNotFound("no customer with that phone number")
-        return customer, verified

@@ -22,12 +22,21 @@ class InvalidParameter(HandlerError):
 
 
 class OtpRateLimited(HandlerError):
-    """Too many codes sent to this customer in the window."""
+    """A code limit is reached: sends or wrong codes, per customer and class, per session, or service-wide."""
+
+
+class LookupRateLimited(HandlerError):
+    """This session has looked up too many phone numbers without verifying any: it must wait (or hand over)."""
 
 
 class OtpDisabled(HandlerError):
-    """Too many wrong codes in a row: OTP is off for this customer until an operator re-enables it."""
+    """OTP is off for this customer until an operator re-enables it (set by releases before issue 12 after ten
+    wrong codes in a row; the webhook no longer disables anyone)."""
 
 
 class ChannelNotRegistered(HandlerError):
     """The customer has no destination for the channel asked for (no e-mail on file)."""
+
+
+class ReissueLimitReached(HandlerError):
+    """This card has had REISSUE_LIMIT_PER_CARD replacements ordered already: another one needs a human."""

@@ -1,10 +1,13 @@
 """The Lock card component: check a card, lock it, order a replacement, hand a reactivation to a human.
 
-Every change is made with its audit row and its notice in one transaction, and is idempotent per
-(session, card, action): CX retrying a call gets the first answer back.
+Every change is made with its audit row and its notice in one transaction. A retry is answered from the record
+of the first request, per (session, card, action), only while that answer is still true — the card still has the
+status version the request left it at (a hand-off: still unanswered) — and within IDEMPOTENCY_WINDOW_SECONDS;
+otherwise the request is processed as new, and refused if the card's state does not allow it.
 """
 from __future__ import annotations
 
+import datetime as dt
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
@@ -13,7 +16,7 @@ from cardstore.models import BLOCKED, INACTIVE, LOCK_REASONS, Card, Customer, Ha
 from cardstore.errors import InvalidTransition
 from handlers import notices
 from handlers.call import Call
-from handlers.errors import CardNotFound, InvalidParameter
+from handlers.errors import CardNotFound, InvalidParameter, ReissueLimitReached
 from handlers.values import Last4, PhoneE164, SmallInt, Word, ZipCode
 
 DELIVERY_BUSINESS_DAYS = 3
@@ -32,6 +35,12 @@ def _card_to_change(params: CardParams, call: Call, *, step_up: bool) -> tuple[C
     if card is None:
         raise CardNotFound("no such card for this customer")
     return customer, card
+
+
+def _still_true(call: Call, card: Card, made_at: dt.datetime, card_status_version: int) -> bool:
+    """May an earlier answer about this card be replayed? Only if the card has not changed since, and recently."""
+    window = dt.timedelta(seconds=call.settings.idempotency_window_seconds)
+    return card.status_version == card_status_version and call.now - made_at <= window
 
 
 class ValidateCardParams(CardParams):
@@ -75,12 +84,14 @@ def lock_card_ticket_number(params: LockParams, call: Call) -> LockResult:
     customer, card = _card_to_change(params, call, step_up=True)
     repo = call.uow.repo
     done = repo.lock_ticket(call.session, card.id, params.lock_type)
-    if done is not None:
+    if done is not None and card.status == done.lock_type and _still_true(call, card, done.created_at,
+                                                                          done.card_status_version):
         return LockResult(ticket_number=done.number, card_status=card.status)
     before = card.status
     card.lock(params.lock_type)
     ticket = repo.add(LockTicket(number=repo.new_number(LockTicket), card_id=card.id, session=call.session,
-                                 lock_type=params.lock_type, reason=params.lock_reason, created_at=call.now))
+                                 lock_type=params.lock_type, reason=params.lock_reason, created_at=call.now,
+                                 card_status_version=card.status_version))
     repo.audit(call.actor, "card.locked", card=card, session=call.session, before={"status": before},
                after={"status": card.status, "reason": params.lock_reason, "ticket_number": ticket.number})
     notices.enqueue(repo, customer, "lock_ticket", "sms", call.language, last4=card.last4, number=ticket.number)
@@ -102,15 +113,18 @@ def reissue_card_number(params: ReissueParams, call: Call) -> ReissueResult:
     customer, card = _card_to_change(params, call, step_up=True)
     repo = call.uow.repo
     done = repo.reissue_request(call.session, card.id)
-    if done is not None:
+    if done is not None and _still_true(call, card, done.created_at, done.card_status_version):
         return ReissueResult(acknowledgement_number=done.number, delivery_business_days=done.delivery_business_days)
     if card.status not in (INACTIVE, BLOCKED):
         raise InvalidTransition(f"card {card.last4} is {card.status}: only a locked card is reissued")
     if params.zip_code != customer.zip_code:
         raise InvalidParameter("zip_code is not the registered one: a change of address needs a human")
+    if repo.reissues_of_card(card.id) >= call.settings.reissue_limit_per_card:
+        raise ReissueLimitReached(f"card {card.last4} already has {call.settings.reissue_limit_per_card} "
+                                  "replacements ordered")
     request = repo.add(ReissueRequest(number=repo.new_number(ReissueRequest), card_id=card.id, session=call.session,
                                       zip_code=customer.zip_code, delivery_business_days=DELIVERY_BUSINESS_DAYS,
-                                      created_at=call.now))
+                                      created_at=call.now, card_status_version=card.status_version))
     repo.audit(call.actor, "card.reissue_requested", card=card, session=call.session,
                after={"acknowledgement_number": request.number, "card_status": card.status})
     notices.enqueue(repo, customer, "reissue_ticket", "sms", call.language, last4=card.last4, number=request.number,
@@ -124,6 +138,7 @@ class ReactivationResult(BaseModel):
 
 
 REACTIVATE: Literal["reactivate"] = "reactivate"
+UNANSWERED = "unanswered"  # a hand-off's status until an operator answers it
 
 
 def request_reactivation(params: CardParams, call: Call) -> ReactivationResult:
@@ -131,13 +146,14 @@ def request_reactivation(params: CardParams, call: Call) -> ReactivationResult:
     customer, card = _card_to_change(params, call, step_up=False)
     repo = call.uow.repo
     done = repo.handoff(call.session, card.id, REACTIVATE)
-    if done is not None:
+    if done is not None and done.status == UNANSWERED and _still_true(call, card, done.created_at,
+                                                                       done.card_status_version):
         return ReactivationResult(handoff_id=done.id)
     if card.status != INACTIVE:
         raise InvalidTransition(f"card {card.last4} is {card.status}: only a temporarily locked card is reactivated")
     handoff = repo.add(Handoff(customer_id=customer.id, card_id=card.id, session=call.session,
                                requested_action=REACTIVATE, card_status_at_request=card.status,
-                               created_at=call.now))
+                               created_at=call.now, card_status_version=card.status_version))
     repo.flush()
     repo.audit(call.actor, "handoff.created", card=card, session=call.session,
                after={"handoff_id": handoff.id, "requested_action": REACTIVATE, "status": handoff.status})

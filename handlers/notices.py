@@ -5,6 +5,7 @@ import datetime as dt
 
 from cardstore.models import Customer, OutboxMessage
 from cardstore.repository import Repository
+from contact import cost_risk
 
 _TEXTS = {
     "otp": {
@@ -38,14 +39,18 @@ def _lang(language: str) -> str:
 def enqueue(
     repo: Repository, customer: Customer, kind: str, channel: str, language: str, *, secret: str | None = None,
     expires_at: dt.datetime | None = None, **values: object
-) -> OutboxMessage:
+) -> OutboxMessage | None:
     """Queue a notice to the customer's registered phone (sms) or e-mail; `secret` is redacted once sent; a notice
-    with `expires_at` (a code) is given up rather than delivered after that time."""
+    with `expires_at` (a code) is given up rather than delivered after that time. Nothing is queued for a number of
+    a premium-rate, shared-cost or toll-free range."""
     subject, template = _TEXTS[kind][_lang(language)]
     body = template.format(code=secret or "", **values)
     redacted = template.format(code=REDACTED_CODE, **values) if secret else body
     to = customer.email if channel == "email" else customer.phone_e164
     assert to is not None, "callers check the channel is registered"
+    if channel == "sms" and cost_risk(to) is not None:
+        # Premium-rate, shared-cost, toll-free: never texted (the importer refuses them; older records may hold one).
+        return None
     return repo.enqueue(
         OutboxMessage(
             customer_id=customer.id, kind=kind, channel=channel, to=to, subject=subject, body=body, redacted_body=redacted,

@@ -2,7 +2,8 @@
 
 CX sends every number as a double (`4444.0`; `42.0` for card "0042"; `1.0` for auth level 1); callers type
 full-width digits (`４４４４`) and phone numbers with spaces or hyphens. These types accept all of that and
-nothing else.
+nothing else: a control character anywhere (ESC, BEL, a trailing newline…) refuses the value rather than being
+stripped or folded away, since no CX value we read legitimately holds one.
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from typing import Annotated, Any
 from pydantic import BeforeValidator, ValidationInfo
 
 from contact import e164, parse_phone
+from safetext import has_controls
 
 MAX_TEXT = 200  # no CX parameter we read is longer; longer input is refused, not truncated
 
@@ -30,7 +32,7 @@ def _digits(value: Any, width: int, name: str) -> str:
         if value < 0:
             raise ValueError(f"{name} must be {width} digits")
         value = str(value)
-    if not isinstance(value, str) or len(value) > MAX_TEXT:
+    if not isinstance(value, str) or len(value) > MAX_TEXT or has_controls(value):
         raise ValueError(f"{name} must be {width} digits")
     text = unicodedata.normalize("NFKC", value).strip().replace(" ", "").replace("-", "")
     if text.endswith(".0") and text[:-2].isdigit():
@@ -52,6 +54,8 @@ def small_int(value: Any) -> int:
     if isinstance(value, bool):
         raise ValueError("must be a whole number")
     if isinstance(value, str):
+        if has_controls(value):
+            raise ValueError("must be a whole number")
         value = unicodedata.normalize("NFKC", value).strip()
         if len(value) > 10:
             raise ValueError("must be a whole number")
@@ -70,7 +74,7 @@ def small_int(value: Any) -> int:
 
 def word(value: Any) -> str:
     """An enum-like word: case and width folded, e.g. 'SMS' / 'ｓｍｓ' -> 'sms'."""
-    if not isinstance(value, str) or len(value) > MAX_TEXT:
+    if not isinstance(value, str) or len(value) > MAX_TEXT or has_controls(value):
         raise ValueError("must be text")
     return unicodedata.normalize("NFKC", value).strip().casefold()
 
@@ -81,7 +85,7 @@ def zip_code(value: Any) -> str:
         value = str(int(value))
     elif isinstance(value, int) and not isinstance(value, bool):
         value = str(value)
-    if not isinstance(value, str) or len(value) > 20:
+    if not isinstance(value, str) or len(value) > 20 or has_controls(value):
         raise ValueError("zip code must be digits")
     text = unicodedata.normalize("NFKC", value).strip().replace("-", "").replace(" ", "").replace("〒", "")
     if not (text.isascii() and text.isdigit() and 3 <= len(text) <= 10):
@@ -98,6 +102,8 @@ ZipCode = Annotated[str, BeforeValidator(zip_code)]
 
 def _phone_e164(value: Any, info: ValidationInfo) -> str:
     region = (info.context or {}).get("region", "JP")
+    if isinstance(value, str) and has_controls(value):
+        raise ValueError("phone number is not a phone number")
     if isinstance(value, (str, int, float)):  # hashable: one caller's number recurs on every turn of a session
         return _e164_of(value, region)
     return e164(parse_phone(value, region))

@@ -85,9 +85,17 @@ def _percentiles(values: list[float]) -> dict[str, float]:
 
 # --- arrange --------------------------------------------------------------------------------------------------
 
-def recreate_database(url: str) -> None:
-    """Drop and create the database `url` names (on its server), so a run starts from nothing."""
+def recreate_database(url: str, *, force: bool = False) -> None:
+    """Drop and create the database `url` names (on its server; an SQLite file is deleted), so a run starts from
+    nothing. A database that holds rows is only dropped with `force`."""
+    from cardstore.wipe import refuse_unless_empty
+
+    refuse_unless_empty(url, force=force, tool="python -m loadtest")
     target = make_url(url)
+    if target.get_backend_name() == "sqlite":
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{target.database}{suffix}").unlink(missing_ok=True)
+        return
     admin = create_engine(target.set(database="postgres"), isolation_level="AUTOCOMMIT")
     name = target.database
     if not name or name in ("postgres", "template0", "template1", "test"):
@@ -330,15 +338,13 @@ def check(url: str, results: list[tuple[Op, int, dict, float]], report: LoadRepo
             report.problems.append(f"HTTP {status} for {op}")
         elif code:
             report.outcomes[code] += 1
-            if code not in ("INVALID_TRANSITION",):
+            # Refusals the card's state explains: already locked further, or its replacements used up.
+            if code not in ("INVALID_TRANSITION", "REISSUE_LIMIT_REACHED"):
                 report.problems.append(f"{code} for {op}")
         else:
             number = params.get("ticket_number") or params.get("acknowledgement_number")
             report.outcomes["ticket" if op.action != "reissue" else "reissue"] += 1
             answers[op.key()].add(number)
-    for key, numbers in answers.items():
-        if len(numbers) > 1:
-            report.problems.append(f"duplicate: {key} was answered with {sorted(numbers)}")
 
     store = Store(url)
     with store.unit_of_work() as uow:
@@ -367,6 +373,13 @@ def check(url: str, results: list[tuple[Op, int, dict, float]], report: LoadRepo
         if sum(locked_audit.values()) != len(tickets) or sum(reissue_audit.values()) != len(reissues):
             report.problems.append("audit rows without their ticket")
         by_number = {t.number for t in tickets} | {r.number for r in reissues}
+        # One request may be answered with several numbers only when the card changed in between (idempotency
+        # replays an answer only while it is still true): each number a real ticket, made from another card state.
+        made = {t.number: t.card_status_version for t in tickets} | {r.number: r.card_status_version for r in reissues}
+        for key, numbers in answers.items():
+            versions = [made.get(n) for n in numbers]
+            if len(numbers) > 1 and (None in versions or len(set(versions)) < len(versions)):
+                report.problems.append(f"duplicate: {key} was answered with {sorted(numbers)} for one card state")
         for key, numbers in answers.items():
             for n in numbers - by_number:
                 report.problems.append(f"answered {n} for {key} but the store has no such ticket")
@@ -417,26 +430,42 @@ def _replay(url: str, picked: list, report: LoadReport) -> None:
         app = create_app(Settings(database_url=url, notify_backend="file", notify_file=Path(tmp) / "n.jsonl",
                                   otp_hash_key=LOAD_HASH_KEY))
         client = app.test_client()
-        before = report.tickets + report.reissues
-        for op, first in picked:
-            again = client.post("/webhook", json=op.body()).get_json()["sessionInfo"]["parameters"]
-            for name in ("ticket_number", "acknowledgement_number"):
-                if first.get(name) != again.get(name):
-                    report.problems.append(f"duplicate: replay of {op} answered {again.get(name)}, first {first.get(name)}")
-        from cardstore.models import LockTicket, ReissueRequest
+        from cardstore.models import Card, LockTicket, ReissueRequest
 
-        with service_of(app).store.unit_of_work() as uow:
-            after = len(uow.session.scalars(select(LockTicket.id)).all()) + \
-                len(uow.session.scalars(select(ReissueRequest.id)).all())
+        def counts_and_state(number: int | None) -> tuple[int, bool]:
+            """Tickets in the store, and whether the answer `number` is still true (its card unchanged since)."""
+            with service_of(app).store.unit_of_work(read_only=True) as uow:
+                s = uow.session
+                total = len(s.scalars(select(LockTicket.id)).all()) + len(s.scalars(select(ReissueRequest.id)).all())
+                row = None
+                for model in (LockTicket, ReissueRequest):
+                    row = row or s.execute(select(model.card_status_version, Card.status_version)
+                                           .join(Card, Card.id == model.card_id)
+                                           .where(model.number == number)).first()
+                return total, row is not None and row[0] == row[1]
+
+        for op, first in picked:
+            number = first.get("ticket_number") or first.get("acknowledgement_number")
+            before, still_true = counts_and_state(number)
+            again = client.post("/webhook", json=op.body()).get_json()["sessionInfo"]["parameters"]
+            answered = again.get("ticket_number") or again.get("acknowledgement_number")
+            after, _ = counts_and_state(number)
+            if still_true and (answered != number or after != before):
+                report.problems.append(f"duplicate: replay of {op} answered {answered} (wrote {after - before}), "
+                                       f"first {number}, while the first answer was still true")
+            if not still_true and answered == number:
+                report.problems.append(f"stale replay: {op} got {number} back after its card changed")
+            if after - before not in (0, 1) or (after > before and answered in (None, number)):
+                report.problems.append(f"replay of {op} wrote {after - before} tickets, answering {answered}")
         service_of(app).store.dispose()
-        if after != before:
-            report.problems.append(f"replays wrote {after - before} new tickets")
 
 
 def run(url: str, *, workers: int = 8, requests: int = 500, seed: int = 1, customers: int | None = None,
-        cards_per_customer: int = 3, sessions_per_customer: int = 4, replays: int = 100) -> LoadReport:
-    """Recreate `url`'s database, race `workers` processes × `requests` requests on it, and check the store."""
-    recreate_database(url)
+        cards_per_customer: int = 3, sessions_per_customer: int = 4, replays: int = 100,
+        force: bool = False) -> LoadReport:
+    """Recreate `url`'s database (PostgreSQL or an SQLite file), race `workers` processes × `requests` requests on
+    it, and check the store."""
+    recreate_database(url, force=force)
     customers = customers or max(4, workers * 2)
     arranged = arrange(url, customers=customers, cards_per_customer=cards_per_customer,
                        sessions_per_customer=sessions_per_customer)

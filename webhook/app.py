@@ -14,7 +14,7 @@ from cardstore.uow import Store
 from settings import ProductionRefused, Settings
 from webhook import flexible, logs
 from webhook.dispatch import Service
-from webhook.http import authenticator, json_response, serve
+from webhook.http import MAX_BODY_BYTES, authenticator, json_response, serve
 
 
 log = logging.getLogger("lockcard.webhook")
@@ -36,6 +36,9 @@ def create_app(settings: Settings | None = None, **overrides: object) -> Flask:
     Settings that are unsafe for `APP_ENV=production` stop it here, with the reason (settings.ProductionRefused).
     """
     app = Flask("lockcard", instance_path=str(Path(__file__).resolve().parent.parent / "instance"))
+    # Werkzeug stops reading a body (chunked too) past this; webhook.http.read_bounded holds the same line for the
+    # functions-framework app, whose Flask configuration is not ours.
+    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
     if settings is None:
         settings = Settings.from_env(**overrides)
     elif overrides:

@@ -23,6 +23,7 @@ from notify import Notifier
 from settings import Settings
 from webhook.protocol import WebhookRequest, response
 from webhook.registry import REGISTRY, Registry, Route, UnknownTag
+from webhook.upstream import PARAMETER as UPSTREAM_PARAMETER, UpstreamVerifier
 
 log = logging.getLogger("lockcard.webhook")
 
@@ -35,8 +36,10 @@ class ErrorCode(enum.StrEnum):
     CUSTOMER_NOT_FOUND = "CUSTOMER_NOT_FOUND"
     CARD_NOT_FOUND = "CARD_NOT_FOUND"
     INVALID_TRANSITION = "INVALID_TRANSITION"
+    REISSUE_LIMIT_REACHED = "REISSUE_LIMIT_REACHED"
     CHANNEL_NOT_REGISTERED = "CHANNEL_NOT_REGISTERED"
     OTP_RATE_LIMITED = "OTP_RATE_LIMITED"
+    RATE_LIMITED = "RATE_LIMITED"
     OTP_DISABLED = "OTP_DISABLED"
     STORE_UNAVAILABLE = "STORE_UNAVAILABLE"
     INTERNAL = "INTERNAL"
@@ -49,8 +52,10 @@ ERROR_CODES: dict[type[Exception], ErrorCode] = {
     handler_errors.CardNotFound: ErrorCode.CARD_NOT_FOUND,
     handler_errors.ChannelNotRegistered: ErrorCode.CHANNEL_NOT_REGISTERED,
     handler_errors.OtpRateLimited: ErrorCode.OTP_RATE_LIMITED,
+    handler_errors.LookupRateLimited: ErrorCode.RATE_LIMITED,
     handler_errors.OtpDisabled: ErrorCode.OTP_DISABLED,
     InvalidTransition: ErrorCode.INVALID_TRANSITION,
+    handler_errors.ReissueLimitReached: ErrorCode.REISSUE_LIMIT_REACHED,
     StoreUnavailable: ErrorCode.STORE_UNAVAILABLE,
 }
 WEBHOOK_ERROR = "webhook_error"
@@ -117,6 +122,7 @@ class Service:
         self.store = store
         self.registry = registry
         self.notifier = Notifier(settings)
+        self.upstream = UpstreamVerifier.from_settings(settings)
 
     def handle(self, payload: Any) -> Outcome:
         """Route one WebhookRequest (already decoded JSON) by its tag; never raises."""
@@ -158,20 +164,27 @@ class Service:
         handler's work, and replaces `turn.session` by the verified session it stands for.
         """
         context = {"region": self.settings.default_region}
+        parameters = turn.parameters
         try:
-            params = route.params.model_validate(turn.parameters, context=context)
+            params = route.params.model_validate(parameters, context=context)
         except ValidationError as exc:
             names = sorted({str(e["loc"][0]) for e in exc.errors() if e["loc"]})
             return Done(code=ErrorCode.INVALID_PARAMETER, reason="invalid parameter: " + ", ".join(names))
+        upstream_phone = None
+        if self.upstream is not None and UPSTREAM_PARAMETER in parameters:
+            upstream_phone, why = self.upstream.vouched_phone(parameters[UPSTREAM_PARAMETER], turn.session)
+            if upstream_phone is None:
+                log.warning("upstream assertion refused: %s", why, extra={"tag": route.tag})
 
         tag = route.tag
         result: BaseModel | None = None
         # A unique-key race (two deliveries of the same CX retry) loses once; the second run reads the winner's row.
         for attempt in (1, 2):
             try:
-                with self.store.unit_of_work() as uow:
+                with self.store.unit_of_work(read_only=route.read_only) as uow:
                     call = Call(uow=uow, settings=self.settings, session=turn.session, language=turn.language,
-                                caller_id=turn.caller_id, issue_credential=turn.issue_credential)
+                                caller_id=turn.caller_id, issue_credential=turn.issue_credential,
+                                upstream_phone=upstream_phone)
                     if turn.credential is not None:
                         call.session = credential_session(turn.credential, getattr(params, "phone_number", ""), call)
                     result = route.handler(params, call)

@@ -31,7 +31,9 @@ STATUS: dict[str, int] = {
     ErrorCode.CARD_NOT_FOUND: 422,
     ErrorCode.CHANNEL_NOT_REGISTERED: 422,
     ErrorCode.INVALID_TRANSITION: 409,
+    ErrorCode.REISSUE_LIMIT_REACHED: 409,
     ErrorCode.OTP_RATE_LIMITED: 429,
+    ErrorCode.RATE_LIMITED: 429,
     ErrorCode.STORE_UNAVAILABLE: 503,
     ErrorCode.INTERNAL: 500,
 }
@@ -44,7 +46,9 @@ MESSAGES: dict[str, str] = {
     ErrorCode.CARD_NOT_FOUND: "the customer has no card with those last four digits",
     ErrorCode.CHANNEL_NOT_REGISTERED: "the customer has no destination registered for that channel",
     ErrorCode.INVALID_TRANSITION: "the card's status does not allow this",
-    ErrorCode.OTP_RATE_LIMITED: "too many codes sent to this customer; try again later",
+    ErrorCode.REISSUE_LIMIT_REACHED: "this card has had as many replacements as may be ordered by phone",
+    ErrorCode.OTP_RATE_LIMITED: "too many codes sent or wrong codes typed; try again later",
+    ErrorCode.RATE_LIMITED: "too many look-ups from this conversation; try again later",
     ErrorCode.STORE_UNAVAILABLE: "the card store did not answer",
     ErrorCode.INTERNAL: "unexpected error",
 }

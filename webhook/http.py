@@ -57,9 +57,11 @@ def serve(request: Request, service: Service, handle: Callable[[Any], Outcome] |
     if not request.is_json:
         return _answer(request, service,
                        _refuse(415, "UNSUPPORTED_MEDIA_TYPE", "Content-Type must be application/json"), started)
-    raw = request.get_data(cache=False)
-    if len(raw) > MAX_BODY_BYTES:
-        return _answer(request, service, _refuse(413, "BODY_TOO_LARGE", f"body over {MAX_BODY_BYTES} bytes"), started)
+    raw = read_bounded(request, MAX_BODY_BYTES)
+    if raw is None:
+        # Connection: close — the rest of the body is never read, so this connection cannot carry another request.
+        return _answer(request, service, _refuse(413, "BODY_TOO_LARGE", f"body over {MAX_BODY_BYTES} bytes"), started,
+                       {"Connection": "close"})
     try:
         payload = json.loads(raw)
     except (ValueError, RecursionError):
@@ -76,6 +78,24 @@ def serve_any_path(request: Request, service: Service) -> Response:
     if tag is None:
         return serve(request, service)
     return serve(request, service, lambda payload: flexible.handle(service, tag, payload))
+
+
+def read_bounded(request: Request, limit: int) -> bytes | None:
+    """The body, read at most `limit` + 1 bytes far; None when it is longer. A chunked body has no Content-Length to
+    refuse up front: it is cut off here, while it is read, instead of being buffered whole first."""
+    from werkzeug.exceptions import RequestEntityTooLarge
+
+    chunks, total = [], 0
+    try:
+        while total <= limit:
+            chunk = request.stream.read(min(64 * 1024, limit + 1 - total))
+            if not chunk:
+                return b"".join(chunks)
+            chunks.append(chunk)
+            total += len(chunk)
+    except RequestEntityTooLarge:  # MAX_CONTENT_LENGTH on our own Flask app cut the stream first
+        return None
+    return None
 
 
 def _refuse(status: int, code: str, message: str) -> Outcome:

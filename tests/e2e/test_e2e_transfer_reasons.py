@@ -46,12 +46,24 @@ def test_denial_of_information_the_caller_will_not_say(call):
 
 
 def test_denial_of_information_no_code_channel(call):
-    """denial_of_information: no e-mail on file and the caller will not take a code by SMS."""
-    session = call("ja", phone_number="09000002222")
+    """denial_of_information: the caller will not take a code by SMS, and the session knows there is no e-mail on
+    file — which an unverified session is no longer told (issue 12), so the flow sets it as a verified one would."""
+    session = call("ja", phone_number="09000002222", email_registered=False)
     session.send(text="カードをロックしたい")
     turn = handed_over(session.send(text="いいえ"), "denial_of_information")
     says(turn, "かしこまりました。コードをお送りできないため、ご本人確認ができません。",
          "申し訳ございません。ご本人確認ができませんでした。", HANDOVER)
+
+
+def test_declining_sms_before_verification_offers_e_mail_whether_or_not_there_is_one(call):
+    """Before verification the flow cannot know whether an address is on file: declining SMS offers e-mail to
+    Ichiro (none on file) as to Hanako, and the flow waits for the code (for Ichiro nothing was sent)."""
+    for number in ("09000002222", "09000001111"):
+        session = call("ja", phone_number=number)
+        session.send(text="カードをロックしたい")
+        turn = session.send(text="いいえ")
+        says(turn, "かしこまりました。ご登録のメールアドレスにお送りします。",
+             "ご登録のメールアドレスにコードを送信しました。この処理には数秒かかることがあります。コードを確認してください。")
 
 
 def test_max_no_input_three_silences(call):

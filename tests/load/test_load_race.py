@@ -1,4 +1,4 @@
-"""Concurrent load on PostgreSQL (loadtest/): worker processes racing lock / reissue on the same and on different
+"""Concurrent load on PostgreSQL and SQLite (loadtest/): worker processes racing lock / reissue on the same and on different
 cards, with retries — zero duplicate tickets, every ticket audited and noticed, every card's state explained.
 
 A small race runs in the default suite; `pytest -m load tests/load` runs a bigger one; `python -m loadtest` the
@@ -30,6 +30,12 @@ def load_database_url():
     with admin.connect() as conn:
         conn.execute(text(f'DROP DATABASE IF EXISTS "{own.database}" WITH (FORCE)'))
     admin.dispose()
+
+
+@pytest.fixture
+def sqlite_load_url(tmp_path) -> str:
+    """An SQLite file of the load test's own."""
+    return f"sqlite:///{tmp_path / 'load.sqlite3'}"
 
 
 def assert_store_explains_itself(report) -> None:
@@ -66,3 +72,22 @@ def test_eight_workers_race_on_the_same_and_different_cards(load_database_url):
     report = run(load_database_url, workers=8, requests=200, seed=11, replays=100)
     assert report.total == 1600
     assert_store_explains_itself(report)
+
+
+def test_small_race_on_sqlite_leaves_no_duplicate_and_no_unexplained_card(sqlite_load_url):
+    """The same race on an SQLite file (what `make demo` runs): writers serialise, the store explains every answer."""
+    report = run(sqlite_load_url, workers=4, requests=30, seed=7, replays=20)
+    assert report.total == 120
+    assert_store_explains_itself(report)
+
+
+def test_the_load_test_refuses_to_drop_a_database_with_rows_unless_forced(sqlite_load_url):
+    """A store that holds data (here the previous run's) is not dropped without --force; with it, it is."""
+    from cardstore.wipe import NotEmpty
+    from loadtest.__main__ import main
+
+    run(sqlite_load_url, workers=2, requests=5, seed=3, replays=0)
+    with pytest.raises(NotEmpty, match="--force"):
+        main(["--database-url", sqlite_load_url, "--workers", "2", "--requests", "5", "--replays", "0"])
+    assert main(["--database-url", sqlite_load_url, "--workers", "2", "--requests", "5", "--replays", "0",
+                 "--force"]) == 0

@@ -1,6 +1,6 @@
 """operators' console: a hand-off keeps the card status at request time; import jobs for the browser import
 
-Revision ID: 0005
+Revision ID: 0004
 Revises: 0003
 Create Date: 2026-12-02 04:10:00
 """
@@ -8,7 +8,7 @@ from alembic import op
 import sqlalchemy as sa
 
 
-revision = '0005'
+revision = '0004'
 down_revision = '0003'
 branch_labels = None
 depends_on = None
