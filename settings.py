@@ -72,6 +72,9 @@ class Settings(BaseModel):
     webhook_basic_password: SecretStr | None = None
     webhook_header_name: str = Field(default="X-Webhook-Token", pattern=r"^[A-Za-z0-9-]{1,64}$")
     webhook_header_value: SecretStr | None = None
+    # The key of the session reference written in log lines instead of the CX session id (webhook/logs.py).
+    # Unset: derived from OTP_HASH_KEY, so a production deployment already has a secret one.
+    log_session_key: SecretStr | None = None
     # Cloud Logging: with the project id, log lines carry the full trace resource name and group under the request.
     google_cloud_project: str | None = None
 
