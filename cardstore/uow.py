@@ -3,6 +3,11 @@
 `Store(url)` owns one engine (built on first use, never at import). `store.unit_of_work()` gives a
 `UnitOfWork`; use it as a context manager, call `commit()` to keep the work; anything not committed is
 rolled back when the block ends. Connection failures and timeouts surface as `StoreUnavailable`.
+
+A unit of work holds at most one pooled connection. Its ORM session is opened on first use, on that connection;
+a read the repository can answer with one precompiled statement (`PlainQuery`) runs on the same connection
+without a session — on PostgreSQL in autocommit, so a read tag is one round trip: no pool ping, no BEGIN, no
+ROLLBACK.
 """
 from __future__ import annotations
 
@@ -13,12 +18,12 @@ import time
 from typing import Any
 
 from sqlalchemy import create_engine, event, make_url, text
-from sqlalchemy.engine import Engine
-from sqlalchemy.exc import DBAPIError, OperationalError, TimeoutError as PoolTimeout
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import DBAPIError, DisconnectionError, OperationalError, TimeoutError as PoolTimeout
+from sqlalchemy.orm import Session
 
 from cardstore.errors import StoreUnavailable
-from cardstore.repository import Repository
+from cardstore.repository import PlainQuery, Repository
 
 # A webhook turn has CX's 5 s and a voice caller's patience: a store that does not answer within a second is
 # treated as down, and the call hands over. Webhook statements take milliseconds; these bounds only bite on faults.
@@ -30,6 +35,11 @@ LOCK_TIMEOUT_MS = 500
 ROUND_TRIP_DEADLINE_S = 0.9
 # After a failed connection attempt, calls fail at once for this long instead of each waiting on a connect.
 BREAKER_OPEN_S = 2.0
+# No ping on every checkout (one more round trip per call): a connection is pinged only when it has idled this
+# long (a failover or an idle timeout may have dropped it meanwhile), and replaced after POOL_RECYCLE_S whatever
+# its use. A connection that dies in use fails that call (STORE_UNAVAILABLE) and the pool drops its generation.
+IDLE_PING_S = 10.0
+POOL_RECYCLE_S = 300
 _UNAVAILABLE = (OperationalError, PoolTimeout)
 
 
@@ -69,10 +79,8 @@ def _is_unavailable(exc: BaseException) -> bool:
 
 def build_engine(url: str, *, pool_size: int = 5, breaker: Breaker | None = None) -> Engine:
     """An engine with timeouts suited to a webhook: fail fast rather than hold a CX turn."""
-    # A server may drop a pooled connection while it idles (restart, failover, idle timeout): ping at checkout.
-    # An SQLite file has nothing to drop, and there the ping would be one more statement on every call.
     # hide_parameters: SQLAlchemy's own error and debug messages never quote a phone number or an e-mail.
-    kwargs: dict[str, Any] = {"pool_pre_ping": not url.startswith("sqlite"), "hide_parameters": True}
+    kwargs: dict[str, Any] = {"hide_parameters": True}
     if url.startswith("sqlite"):
         kwargs["connect_args"] = {"timeout": CONNECT_TIMEOUT_S, "check_same_thread": False}
     elif url.startswith("postgresql"):
@@ -83,14 +91,37 @@ def build_engine(url: str, *, pool_size: int = 5, breaker: Breaker | None = None
             "connect_timeout": CONNECT_TIMEOUT_S,
             "options": f"{url_options} {timeouts}".strip(),
         }
-        kwargs.update(pool_size=pool_size, max_overflow=0, pool_timeout=CONNECT_TIMEOUT_S)
+        kwargs.update(pool_size=pool_size, max_overflow=0, pool_timeout=CONNECT_TIMEOUT_S,
+                      pool_recycle=POOL_RECYCLE_S)
     engine = create_engine(url, **kwargs)
     if url.startswith("sqlite"):
         event.listen(engine, "connect", _sqlite_pragmas)
-    elif url.startswith("postgresql+psycopg"):
+    else:
+        event.listen(engine, "checkout", _ping_if_idle)
+        event.listen(engine, "checkin", _note_checkin)
+    if url.startswith("postgresql+psycopg"):
         event.listen(engine, "do_connect", functools.partial(_connect_with_deadline, breaker or Breaker()))
         event.listen(engine, "checkin", _restore_deadline)
     return engine
+
+
+def _note_checkin(_dbapi_conn, record) -> None:
+    record.info["idle_since"] = time.monotonic()
+
+
+def _ping_if_idle(dbapi_conn, record, _proxy) -> None:
+    idle_since = record.info.get("idle_since")
+    if idle_since is None or time.monotonic() - idle_since < IDLE_PING_S:
+        return
+    try:
+        cursor = dbapi_conn.cursor()
+        try:
+            cursor.execute("SELECT 1")
+        finally:
+            cursor.close()
+        dbapi_conn.rollback()  # psycopg began a transaction for the ping; nothing to undo
+    except Exception as exc:  # noqa: BLE001 - any failure: the pool replaces this connection and tries again
+        raise DisconnectionError(f"idle connection dropped ({type(exc).__name__})") from exc
 
 
 def _restore_deadline(dbapi_conn, _record) -> None:
@@ -148,19 +179,21 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA foreign_keys=ON")
     cur.execute("PRAGMA journal_mode=WAL")
+    # WAL + NORMAL: a commit is not fsynced (a checkpoint is); a power loss may drop the last commits but never
+    # corrupts the file. The demo store accepts that; production is PostgreSQL (README, Benchmark).
+    cur.execute("PRAGMA synchronous=NORMAL")
     cur.execute(f"PRAGMA busy_timeout={CONNECT_TIMEOUT_S * 1000}")
     cur.close()
 
 
 class Store:
-    """One database: a lazily built engine and its session factory."""
+    """One database: a lazily built engine."""
 
     def __init__(self, url: str, *, pool_size: int = 5) -> None:
         self.url = url
         self._pool_size = pool_size
         self.breaker = Breaker()
         self._engine: Engine | None = None
-        self._sessions: sessionmaker[Session] | None = None
         self._lock = threading.Lock()
 
     @property
@@ -169,14 +202,11 @@ class Store:
             with self._lock:
                 if self._engine is None:
                     self._engine = build_engine(self.url, pool_size=self._pool_size, breaker=self.breaker)
-                    self._sessions = sessionmaker(self._engine, expire_on_commit=False)
         return self._engine
 
     def unit_of_work(self) -> UnitOfWork:
         """A new unit of work on this store."""
-        self.engine  # noqa: B018 - builds the session factory on first use
-        assert self._sessions is not None
-        return UnitOfWork(self._sessions, self.breaker)
+        return UnitOfWork(self.engine, self.breaker)
 
     def ping(self) -> None:
         """Raise StoreUnavailable unless the database answers a trivial query (a health probe: it reaches the store
@@ -194,39 +224,120 @@ class Store:
 
 
 class UnitOfWork:
-    """One transaction. Rolls back unless `commit()` was called; maps connection failures to StoreUnavailable."""
+    """One transaction. Rolls back unless `commit()` was called; maps connection failures to StoreUnavailable.
 
-    def __init__(self, sessions: sessionmaker[Session], breaker: Breaker | None = None) -> None:
-        self._sessions = sessions
+    The connection is checked out on first use and the ORM session (`session`) opened on first use, on it; a unit
+    that only reads through `read()` never builds a session.
+    """
+
+    def __init__(self, engine: Engine, breaker: Breaker | None = None) -> None:
+        self._engine = engine
         self._breaker = breaker
-        self.session: Session
+        self._connection: Connection | None = None
+        self._session: Session | None = None
         self.repo: Repository
         self.committed = False
 
     def __enter__(self) -> UnitOfWork:
         if self._breaker is not None and self._breaker.is_open():
             raise StoreUnavailable("store marked unavailable after a recent failure")
-        self.session = self._sessions()
-        self.repo = Repository(self.session)
+        self.repo = Repository(self)
         self.committed = False
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
         try:
-            self.session.rollback()
-        except DBAPIError:
-            pass  # the connection is already gone; the original error says why
+            if self._session is not None:
+                try:
+                    self._session.rollback()
+                except DBAPIError:
+                    pass  # the connection is already gone; the original error says why
+                finally:
+                    self._session.close()
         finally:
-            self.session.close()
+            self._session = None
+            self._drop_connection()
         if exc is not None and _is_unavailable(exc):
             raise StoreUnavailable(type(exc).__name__) from exc
 
+    @property
+    def connection(self) -> Connection:
+        """This unit's pooled connection (checked out on first use)."""
+        if self._connection is None:
+            self._connection = self._engine.connect()
+        return self._connection
+
+    @property
+    def has_session(self) -> bool:
+        """Whether this unit has opened its ORM session (and so may have changed something)."""
+        return self._session is not None
+
+    @property
+    def session(self) -> Session:
+        """This unit's ORM session, on its connection (opened on first use)."""
+        if self._session is None:
+            self._session = Session(bind=self.connection, expire_on_commit=False)
+        return self._session
+
+    def read(self, query: PlainQuery, values: dict[str, Any]) -> list[tuple]:
+        """The rows of one read-only statement: on the DBAPI connection while no session is open (PostgreSQL:
+        autocommit, one round trip), else through the session's transaction."""
+        if self._session is not None:
+            return [tuple(row) for row in self._session.execute(query.statement, values)]
+        try:
+            return self._read_plain(query, values)
+        except DBAPIError as exc:
+            if not exc.connection_invalidated:
+                raise
+        # The connection died under a read (a frozen or restarted backend) and this unit has changed nothing: a read
+        # is safe to repeat, once, on another connection (what the checkout ping used to buy on every call).
+        self._drop_connection()
+        return self._read_plain(query, values)
+
+    def _drop_connection(self) -> None:
+        if self._connection is not None:
+            connection, self._connection = self._connection, None
+            try:
+                connection.close()
+            except DBAPIError:
+                pass
+
+    def _read_plain(self, query: PlainQuery, values: dict[str, Any]) -> list[tuple]:
+        connection = self.connection
+        dialect = connection.dialect
+        compiled = query.compiled(dialect)
+        fairy = connection.connection
+        dbapi_conn = fairy.dbapi_connection
+        autocommit = dialect.name == "postgresql"
+        cursor = None
+        try:
+            if autocommit:
+                dbapi_conn.autocommit = True
+            cursor = dbapi_conn.cursor()
+            cursor.execute(compiled.sql, compiled.parameters(values))
+            rows = cursor.fetchall()
+        except dialect.loaded_dbapi.Error as exc:
+            disconnect = dialect.is_disconnect(exc, dbapi_conn, cursor)
+            if disconnect:
+                # As SQLAlchemy does on a disconnect: drop this connection and the pool's older ones.
+                self._engine.pool._invalidate(fairy, exc)
+                connection.invalidate(exc)
+            raise DBAPIError.instance(compiled.sql, None, exc, dialect.loaded_dbapi.Error, hide_parameters=True,
+                                      connection_invalidated=disconnect, dialect=dialect) from exc
+        finally:
+            if cursor is not None:
+                cursor.close()
+            if autocommit and not dbapi_conn.closed:
+                dbapi_conn.autocommit = False
+        return rows
+
     def commit(self) -> None:
         """Keep the work done in this unit."""
-        try:
-            self.session.commit()
-        except DBAPIError as exc:
-            if _is_unavailable(exc):
-                raise StoreUnavailable(type(exc).__name__) from exc
-            raise
+        if self._session is not None:
+            try:
+                self._session.commit()
+            except DBAPIError as exc:
+                if _is_unavailable(exc):
+                    raise StoreUnavailable(type(exc).__name__) from exc
+                raise
         self.committed = True
