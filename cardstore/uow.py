@@ -21,6 +21,7 @@ from sqlalchemy import create_engine, event, make_url, text
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError, DisconnectionError, OperationalError, TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session
+from sqlalchemy.pool import PoolProxiedConnection
 
 from cardstore.errors import StoreUnavailable
 from cardstore.repository import PlainQuery, Repository
@@ -233,7 +234,8 @@ class UnitOfWork:
     def __init__(self, engine: Engine, breaker: Breaker | None = None) -> None:
         self._engine = engine
         self._breaker = breaker
-        self._connection: Connection | None = None
+        self._pooled: PoolProxiedConnection | None = None  # the DBAPI connection, checked out on first use
+        self._connection: Connection | None = None  # SQLAlchemy's, over it, once the session needs one
         self._session: Session | None = None
         self.repo: Repository
         self.committed = False
@@ -260,11 +262,22 @@ class UnitOfWork:
         if exc is not None and _is_unavailable(exc):
             raise StoreUnavailable(type(exc).__name__) from exc
 
+    def _checkout(self) -> PoolProxiedConnection:
+        # The pool's connection itself: a plain read needs no Connection object around it.
+        if self._pooled is None:
+            dialect = self._engine.dialect
+            try:
+                self._pooled = self._engine.raw_connection()
+            except dialect.loaded_dbapi.Error as exc:
+                raise DBAPIError.instance(None, None, exc, dialect.loaded_dbapi.Error, hide_parameters=True,
+                                          dialect=dialect) from exc
+        return self._pooled
+
     @property
     def connection(self) -> Connection:
-        """This unit's pooled connection (checked out on first use)."""
+        """This unit's pooled connection (checked out on first use), as SQLAlchemy's Connection."""
         if self._connection is None:
-            self._connection = self._engine.connect()
+            self._connection = Connection(self._engine, connection=self._checkout())
         return self._connection
 
     @property
@@ -295,19 +308,22 @@ class UnitOfWork:
         return self._read_plain(query, values)
 
     def _drop_connection(self) -> None:
-        if self._connection is not None:
-            connection, self._connection = self._connection, None
-            try:
+        # Back to the pool (Connection.close checks in the pooled connection it wraps).
+        connection, pooled = self._connection, self._pooled
+        self._connection = self._pooled = None
+        try:
+            if connection is not None:
                 connection.close()
-            except DBAPIError:
-                pass
+            elif pooled is not None:
+                pooled.close()
+        except DBAPIError:
+            pass
 
     def _read_plain(self, query: PlainQuery, values: dict[str, Any]) -> list[tuple]:
-        connection = self.connection
-        dialect = connection.dialect
+        dialect = self._engine.dialect
         compiled = query.compiled(dialect)
-        fairy = connection.connection
-        dbapi_conn = fairy.dbapi_connection
+        pooled = self._checkout()
+        dbapi_conn = pooled.dbapi_connection
         autocommit = dialect.name == "postgresql"
         cursor = None
         try:
@@ -320,8 +336,7 @@ class UnitOfWork:
             disconnect = dialect.is_disconnect(exc, dbapi_conn, cursor)
             if disconnect:
                 # As SQLAlchemy does on a disconnect: drop this connection and the pool's older ones.
-                self._engine.pool._invalidate(fairy, exc)
-                connection.invalidate(exc)
+                self._engine.pool._invalidate(pooled, exc)
             raise DBAPIError.instance(compiled.sql, None, exc, dialect.loaded_dbapi.Error, hide_parameters=True,
                                       connection_invalidated=disconnect, dialect=dialect) from exc
         finally:
