@@ -1,12 +1,14 @@
 """The Flask application factory, and the lazily built service both entry points share."""
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 import threading
 from pathlib import Path
 
 from flask import Flask
+from flask.cli import AppGroup
 from pydantic import ValidationError
 
 from cardstore.errors import StoreUnavailable
@@ -60,12 +62,30 @@ def create_app(settings: Settings | None = None, **overrides: object) -> Flask:
             return json_response(503, {"status": "unavailable", "store": str(exc)})
         return json_response(200, {"status": "ok"})
 
-    from backoffice import cli as backoffice_cli
-    from cardstore import cli as store_cli
-
-    store_cli.init_app(app)
-    backoffice_cli.init_app(app)  # customers, handoffs, outbox, audit
+    app.cli = LazyCommands(app)
     return app
+
+
+# `flask --app main <group> …`: the module registering a group (its `init_app`) — and what it imports: alembic,
+# mako, the back office — loads when the CLI asks for that group, never to serve a request.
+CLI_GROUPS = {"store": "cardstore.cli", "customers": "backoffice.cli", "handoffs": "backoffice.cli",
+              "outbox": "backoffice.cli", "audit": "backoffice.cli"}
+
+
+class LazyCommands(AppGroup):
+    """The app's CLI group: the modules of CLI_GROUPS are imported, and their `init_app(app)` run, on first use."""
+
+    def __init__(self, app: Flask) -> None:
+        super().__init__(app.cli.name)
+        self._app = app
+
+    def list_commands(self, ctx) -> list[str]:
+        return sorted({*super().list_commands(ctx), *CLI_GROUPS})
+
+    def get_command(self, ctx, name: str):
+        if name in CLI_GROUPS and name not in self.commands:
+            importlib.import_module(CLI_GROUPS[name]).init_app(self._app)
+        return super().get_command(ctx, name)
 
 
 def service_of(app: Flask) -> Service:
