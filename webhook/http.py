@@ -10,6 +10,7 @@ import re
 import time
 from weakref import WeakKeyDictionary
 
+import orjson
 from flask import Request, Response, json
 
 from webhook.auth import Authenticator, Denied, authenticator_for
@@ -37,8 +38,11 @@ def authenticator(service: Service) -> Authenticator:
 
 
 def json_response(status: int, body: dict, headers: dict[str, str] | None = None) -> Response:
-    return Response(json.dumps(body, ensure_ascii=False), status=status, mimetype="application/json",
-                    headers=headers)
+    try:
+        data = orjson.dumps(body)  # UTF-8, as ensure_ascii=False; several times faster than the json module
+    except TypeError:  # what orjson refuses (an int past 64 bits): the json module writes it
+        data = json.dumps(body, ensure_ascii=False)
+    return Response(data, status=status, mimetype="application/json", headers=headers)
 
 
 def serve(request: Request, service: Service) -> Response:

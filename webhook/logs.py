@@ -143,4 +143,9 @@ def session_ref(session_path: str | None, key: bytes) -> str | None:
     """A keyed hash of a CX session path: stable for one session, unlinkable to it without the key (64 bits)."""
     if not session_path:
         return None
+    return _session_ref(session_path, key)
+
+
+@functools.lru_cache(maxsize=4096)  # a session's turns follow each other: one HMAC per session, not per call
+def _session_ref(session_path: str, key: bytes) -> str:
     return hmac.new(key, session_path.encode(), hashlib.sha256).hexdigest()[:16]
