@@ -82,3 +82,12 @@ def test_every_template_is_json_once_filled_and_sends_the_card_as_a_double():
         assert request["sessionInfo"]["parameters"]["phone_number"] == "09000004444"
         if "${card}" in template(short):
             assert request["sessionInfo"]["parameters"]["last_four_digit_of_card_number"] == 4444.0
+
+
+@pytest.mark.parametrize("stride", [1, 10, 100, 101])
+def test_large_store_readers_have_the_card_counts_of_a_small_stores(stride):
+    """Growth compares like with like: the k-th reader of a large store has as many cards as customer k of a small
+    one (before, every reader 100 apart had exactly one card), and readers stay distinct."""
+    readers = [seed.spread_reader(k, stride) for k in range(1000)]
+    assert [seed.card_count(i) for i in readers] == [seed.card_count(k) for k in range(1000)]
+    assert len(set(readers)) == len(readers) and max(readers) < 1000 * max(stride, 4)

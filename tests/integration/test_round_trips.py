@@ -1,15 +1,15 @@
 """On PostgreSQL a read tag costs one round trip to the server — no pool ping, no BEGIN, no ROLLBACK around its
-one statement — counted by libpq's own protocol trace: the server ends every exchange with one ReadyForQuery."""
+one statement — counted by libpq's own protocol trace: the server ends every exchange with one ReadyForQuery.
+On both stores a read tag opens no ORM session."""
 from __future__ import annotations
 
 import pytest
 from psycopg import pq
 from sqlalchemy import event
+from sqlalchemy.orm import Session
 
 from tests.conftest import Caller, reset_postgres
 from webhook.app import service_of
-
-pytestmark = pytest.mark.postgres
 
 
 class ProtocolTrace:
@@ -62,6 +62,7 @@ def traced(make_app, phone, postgres_base_url, tmp_path):
     trace.close(service_of(app).store)
 
 
+@pytest.mark.postgres
 @pytest.mark.parametrize("action, params", [
     ("get_card_details", {}),
     ("validate_card", {"last_four_digit_of_card_number": 4444.0}),
@@ -77,6 +78,7 @@ def test_a_read_tag_is_one_round_trip(traced, action, params):
     assert trace.round_trips() == 5, "\n".join(trace.since_mark())
 
 
+@pytest.mark.postgres
 def test_an_unverified_read_is_one_round_trip_too(traced):
     """The refusal (AUTH_REQUIRED) comes from the same one statement."""
     hanako, trace = traced
@@ -99,6 +101,7 @@ def _lock(hanako):
     assert locked["card_status"] == "inactive"
 
 
+@pytest.mark.postgres
 def test_a_lock_writes_in_one_transaction(traced):
     """The card's new status, the ticket, the audit row and the outbox row: between one BEGIN and one COMMIT."""
     hanako, trace = traced
@@ -110,6 +113,7 @@ def test_a_lock_writes_in_one_transaction(traced):
     assert len(writes) == 4 and len(begins) == 1 and begins[0] < writes[0], "\n".join(lines)
 
 
+@pytest.mark.postgres
 @pytest.mark.xfail(strict=True, reason="not reached yet: the ORM flush sends each write as its own round trip "
                                        "(README, Benchmark: what a lock costs)")
 def test_a_lock_takes_at_most_four_round_trips(traced):
@@ -119,3 +123,22 @@ def test_a_lock_takes_at_most_four_round_trips(traced):
     _lock(hanako)
     lines = _lock_exchanges(trace)
     assert sum(1 for line in lines if line.startswith("B\t") and "\tReadyForQuery" in line) <= 4, "\n".join(lines)
+
+
+def test_a_read_tag_opens_no_orm_session(make_app, phone, store_url):
+    """get_card_details and validate_card: the one statement on the pooled connection, no ORM session begun; a
+    code check (a write) still goes through the ORM."""
+    app = make_app(database_url=store_url)
+    hanako = Caller(app.test_client(), phone, "no-session", "09000001111")
+    hanako.authenticate()
+    begun = []
+    listener = lambda session, transaction, connection: begun.append(session)  # noqa: E731
+    event.listen(Session, "after_begin", listener)
+    try:
+        assert hanako.call("get_card_details")["card_count"] >= 1
+        assert hanako.call("validate_card", last_four_digit_of_card_number="4444")["card_found"] is True
+        assert begun == []
+        hanako.call("send_otp")
+        assert begun
+    finally:
+        event.remove(Session, "after_begin", listener)
