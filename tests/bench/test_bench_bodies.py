@@ -1,5 +1,5 @@
 """The benchmark's requests are real ones: each passes every check the webhook makes on a store the benchmark
-seeds, and a lock is a real write (ticket, audit row, delivered notice)."""
+seeds, and a lock is a real write (ticket, audit row, queued notice)."""
 from __future__ import annotations
 
 import json
@@ -61,8 +61,8 @@ def test_a_lock_request_of_the_benchmark_is_a_real_write(bench_app):
     params = answer(app, body("lock", i))
     assert params["card_status"] == "inactive" and len(str(params["ticket_number"])) == 7
     after = written(url)
-    assert {k: after[k] - before[k] for k in ("lock_tickets", "audit_card_locked", "outbox_sent")} == {
-        "lock_tickets": 1, "audit_card_locked": 1, "outbox_sent": 1}
+    assert {k: after[k] - before[k] for k in ("lock_tickets", "audit_card_locked", "outbox_lock_notices")} == {
+        "lock_tickets": 1, "audit_card_locked": 1, "outbox_lock_notices": 1}
 
 
 def test_a_lock_request_without_a_fresh_verification_is_refused(bench_app):
