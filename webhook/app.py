@@ -38,6 +38,7 @@ def create_app(settings: Settings | None = None, **overrides: object) -> Flask:
     Settings that are unsafe for `APP_ENV=production` stop it here, with the reason (settings.ProductionRefused).
     """
     app = Flask("lockcard", instance_path=str(Path(__file__).resolve().parent.parent / "instance"))
+    app.cli = LazyCommands(app)  # first: every command registered below lands on it
     if settings is None:
         settings = Settings.from_env(**overrides)
     elif overrides:
@@ -62,7 +63,6 @@ def create_app(settings: Settings | None = None, **overrides: object) -> Flask:
             return json_response(503, {"status": "unavailable", "store": str(exc)})
         return json_response(200, {"status": "ok"})
 
-    app.cli = LazyCommands(app)
     return app
 
 
