@@ -176,6 +176,9 @@ class Settings(BaseModel):
     console_dev_role: Literal["operator", "supervisor"] = "supervisor"
     # Signs the console's session cookie (language, CSRF token).
     console_secret_key: SecretStr = SecretStr(DEVELOPMENT_CONSOLE_KEY)
+    # The key of the session reference written in log lines instead of the CX session id (webhook/logs.py).
+    # Unset: derived from OTP_HASH_KEY, so a production deployment already has a secret one.
+    log_session_key: SecretStr | None = None
     # Cloud Logging: with the project id, log lines carry the full trace resource name and group under the request.
     google_cloud_project: str | None = None
     # The browser simulator at /simulator (simulator/web.py): unset, served in development and not in production.

@@ -4,7 +4,8 @@ Everything goes through the card store's own door (`Store.unit_of_work()` and `R
 chunks of executemany, so 1M customers take seconds, not hours. The numbering is a pure function of the
 customer's index, so the wrk Lua script (`bench/wrk/cx.lua`) computes the same phone number and card:
 
-- customer i: id i+1, phone 090-iiii-iiii (E.164 +8190iiiiiiii), 1 + i % 4 cards;
+- customer i: id i+1, phone 090-iiii-iiii (E.164 +8190iiiiiiii), 1 + i % 4 cards; readers of a large store are
+  spread over it with as many cards each as a small store's (`spread_reader`);
 - card j of customer i: last four `(i + 2500 j) % 10000`, all active;
 - session names: `<prefix>-<i>` under `SESSION_ROOT`; a read session is verified once, a lock session just
   before its run (the step-up window is 10 minutes), an OTP session gets a pending challenge.
@@ -43,6 +44,14 @@ def card_count(i: int) -> int:
 
 def last4(i: int, j: int = 0) -> str:
     return f"{(i + 2500 * j) % 10000:04d}"
+
+
+def spread_reader(k: int, stride: int) -> int:
+    """The k-th of readers spread `stride` apart over a large store, with as many cards as customer k has
+    (card_count depends on i % 4), so a large store's readers are drawn like a small one's (bench/wrk/cx.lua: the
+    same formula)."""
+    base = k * stride
+    return base + (k - base) % 4
 
 
 def session_path(prefix: str, i: int) -> str:

@@ -1,13 +1,16 @@
-"""Queries the handlers and commands need, over one SQLAlchemy session. Knows no CX."""
+"""Queries the handlers and commands need, over one unit of work (its ORM session, or for the hot reads one
+precompiled statement on its connection). Knows no CX."""
 from __future__ import annotations
 
 import datetime as dt
 import secrets
-from typing import Any, NamedTuple, Sequence, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, NamedTuple, Sequence, TypeVar
 
 from sqlalchemy import bindparam, exists, func, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session
+from sqlalchemy.sql import Select
 
 from cardstore.models import (
     AuditEvent,
@@ -24,6 +27,9 @@ from cardstore.models import (
     VerifiedSession,
 )
 
+if TYPE_CHECKING:
+    from cardstore.uow import UnitOfWork
+
 T = TypeVar("T", bound=Base)
 
 
@@ -33,6 +39,55 @@ class CardView(NamedTuple):
     last4: str
     vendor: str
     status: str
+
+
+class CustomerRow(NamedTuple):
+    """A live customer and all their cards, read in one statement; read-only (the handlers that change a customer
+    load it with `customer_by_phone`). A `Customer` for every use that only reads."""
+
+    id: int
+    phone_e164: str
+    name: str
+    email: str | None
+    zip_code: str
+    cards: tuple[CardView, ...]
+
+
+class _Compiled:
+    """One statement compiled for one dialect: its SQL text and how to turn values into the driver's parameters."""
+
+    def __init__(self, statement: Select, dialect: Dialect) -> None:
+        compiled = statement.compile(dialect=dialect)
+        self.sql = compiled.string
+        self._order = list(compiled.positiontup) if compiled.positional else None
+        self._processors: dict[str, Callable[[Any], Any]] = {}
+        for name, bind in compiled.binds.items():
+            processor = bind.type.dialect_impl(dialect).bind_processor(dialect)
+            if processor is not None:
+                self._processors[name] = processor
+
+    def parameters(self, values: dict[str, Any]) -> tuple | dict[str, Any]:
+        if self._processors:
+            values = {k: (self._processors[k](v) if k in self._processors else v) for k, v in values.items()}
+        if self._order is not None:
+            return tuple(values[name] for name in self._order)
+        return values
+
+
+class PlainQuery:
+    """A read-only Core statement compiled once per dialect, for `UnitOfWork.read` to run on the DBAPI cursor:
+    SQLAlchemy's per-execution machinery costs more than SQLite takes to answer."""
+
+    def __init__(self, statement: Select) -> None:
+        self.statement = statement
+        self._compiled: dict[str, _Compiled] = {}
+
+    def compiled(self, dialect: Dialect) -> _Compiled:
+        key = f"{dialect.name}+{dialect.driver}"
+        found = self._compiled.get(key)
+        if found is None:
+            found = self._compiled[key] = _Compiled(self.statement, dialect)
+        return found
 
 # The hot queries (every webhook call runs two to six of them) are built once, with bound parameters: a statement
 # built per call costs SQLAlchemy more than SQLite takes to run it (construction and cache key, ~50 µs each).
@@ -55,17 +110,20 @@ _VERIFIED_SINCE = (
     .order_by(VerifiedSession.id.desc())
     .limit(1)
 )
-# The customer and, in the same round trip, whether this session verified them recently enough.
-_LIVE_CUSTOMER_VERIFIED = select(
-    Customer,
-    exists()
-    .where(
-        VerifiedSession.session == bindparam("session"),
-        VerifiedSession.customer_id == Customer.id,
-        VerifiedSession.verified_at >= bindparam("since"),
+# What every read tag needs, in one round trip: the live customer with this number, whether this session verified
+# them recently enough, and their cards (LEFT JOIN: a customer without cards is one row with NULL card columns).
+_C, _K, _V = Customer.__table__.c, Card.__table__.c, VerifiedSession.__table__.c
+_READER = PlainQuery(
+    select(
+        _C.id, _C.phone_e164, _C.name, _C.email, _C.zip_code,
+        exists().where(_V.session == bindparam("session"), _V.customer_id == _C.id,
+                       _V.verified_at >= bindparam("since", type_=_V.verified_at.type)).label("verified"),
+        _K.last4, _K.vendor, _K.status,
     )
-    .label("verified"),
-).where(Customer.phone_e164 == bindparam("phone"), Customer.deleted_at.is_(None))
+    .select_from(Customer.__table__.outerjoin(Card.__table__, _K.customer_id == _C.id))
+    .where(_C.phone_e164 == bindparam("phone"), _C.deleted_at.is_(None))
+    .order_by(_K.id)
+)
 # A session may hold several tickets for one card (it asked again after the card changed): the newest is the one
 # a retry may get back.
 _LOCK_TICKET = select(LockTicket).where(
@@ -83,9 +141,19 @@ _NUMBER_TAKEN = {
 
 
 class Repository:
-    def __init__(self, session: Session) -> None:
-        self.session = session
+    def __init__(self, uow: UnitOfWork) -> None:
+        self._uow = uow
         self.new_outbox: list[OutboxMessage] = []
+        # Cards read with their customer by customer_verified_since, for card_views / card_view in the same unit.
+        self._read_cards: dict[int, tuple[CardView, ...]] = {}
+
+    @property
+    def session(self) -> Session:
+        return self._uow.session
+
+    def _cards_as_read(self, customer_id: int) -> tuple[CardView, ...] | None:
+        # Only while this unit has changed nothing: after a change, read the cards again.
+        return None if self._uow.has_session else self._read_cards.get(customer_id)
 
     def add(self, obj: T) -> T:
         self.session.add(obj)
@@ -112,10 +180,16 @@ class Repository:
 
     def card_views(self, customer_id: int) -> list[CardView]:
         """The customer's cards, in a stable order, for reading."""
+        read = self._cards_as_read(customer_id)
+        if read is not None:
+            return list(read)
         return [CardView(*row) for row in self.session.execute(_CARD_VIEWS_IN_ORDER, {"customer_id": customer_id})]
 
     def card_view(self, customer_id: int, last4: str) -> CardView | None:
         """The customer's card with these last four digits, for reading."""
+        read = self._cards_as_read(customer_id)
+        if read is not None:
+            return next((card for card in read if card.last4 == last4), None)
         row = self.session.execute(_CARD_VIEW, {"customer_id": customer_id, "last4": last4}).one_or_none()
         return None if row is None else CardView(*row)
 
@@ -153,11 +227,16 @@ class Repository:
         params = {"session": session, "customer_id": customer_id, "since": since}
         return self.session.scalars(_VERIFIED_SINCE, params).one_or_none()
 
-    def customer_verified_since(self, phone_e164: str, session: str, since: dt.datetime) -> tuple[Customer | None, bool]:
-        """The live customer with this number, and whether `session` verified them at or after `since` (one query)."""
-        params = {"phone": phone_e164, "session": session, "since": since}
-        row = self.session.execute(_LIVE_CUSTOMER_VERIFIED, params).one_or_none()
-        return (None, False) if row is None else (row[0], bool(row[1]))
+    def customer_verified_since(self, phone_e164: str, session: str, since: dt.datetime) -> tuple[CustomerRow | None, bool]:
+        """The live customer with this number (and their cards), and whether `session` verified them at or after
+        `since`: one statement, one round trip."""
+        rows = self._uow.read(_READER, {"phone": phone_e164, "session": session, "since": since})
+        if not rows:
+            return None, False
+        first = rows[0]
+        cards = tuple(CardView(r[6], r[7], r[8]) for r in rows if r[6] is not None)
+        self._read_cards[first[0]] = cards
+        return CustomerRow(first[0], first[1], first[2], first[3], first[4], cards), bool(first[5])
 
     def auth_token(self, token_hash: str) -> AuthToken | None:
         """The credential with this SHA-256, whoever it was issued to (the caller checks it still holds)."""

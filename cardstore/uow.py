@@ -8,6 +8,11 @@ A unit of work writes by default; `store.unit_of_work(read_only=True)` is for re
 SQLite a writing unit takes the database's write lock when it begins (`BEGIN IMMEDIATE`), so its reads and checks
 and its writes are one atomic step, as PostgreSQL's row locks (`FOR UPDATE`) make them there; a read-only unit
 begins a plain (deferred) transaction: a consistent snapshot that never waits for a writer.
+
+A unit of work holds at most one pooled connection. Its ORM session is opened on first use, on that connection;
+a read the repository can answer with one precompiled statement (`PlainQuery`) runs on the same connection
+without a session — on PostgreSQL in autocommit, so a read tag is one round trip: no pool ping, no BEGIN, no
+ROLLBACK. (One statement is atomic on its own, so such a read needs no transaction on either store.)
 """
 from __future__ import annotations
 
@@ -18,12 +23,13 @@ import time
 from typing import Any
 
 from sqlalchemy import create_engine, event, make_url, text
-from sqlalchemy.engine import Engine
-from sqlalchemy.exc import DBAPIError, OperationalError, TimeoutError as PoolTimeout
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import DBAPIError, DisconnectionError, OperationalError, TimeoutError as PoolTimeout
+from sqlalchemy.orm import Session
+from sqlalchemy.pool import PoolProxiedConnection
 
 from cardstore.errors import StoreUnavailable
-from cardstore.repository import Repository
+from cardstore.repository import PlainQuery, Repository
 
 # A webhook turn has CX's 5 s and a voice caller's patience: a store that does not answer within a second is
 # treated as down, and the call hands over. Webhook statements take milliseconds; these bounds only bite on faults.
@@ -38,6 +44,11 @@ BREAKER_OPEN_S = 2.0
 # SQLite writers queue on the file's write lock (BEGIN IMMEDIATE). Its busy handler polls rather than queues fairly,
 # so under a burst a writer may lose several turns: allow it most of CX's 5 s before answering STORE_UNAVAILABLE.
 SQLITE_BUSY_TIMEOUT_MS = 4000
+# No ping on every checkout (one more round trip per call): a connection is pinged only when it has idled this
+# long (a failover or an idle timeout may have dropped it meanwhile), and replaced after POOL_RECYCLE_S whatever
+# its use. A connection that dies in use fails that call (STORE_UNAVAILABLE) and the pool drops its generation.
+IDLE_PING_S = 10.0
+POOL_RECYCLE_S = 300
 _UNAVAILABLE = (OperationalError, PoolTimeout)
 
 
@@ -77,10 +88,8 @@ def _is_unavailable(exc: BaseException) -> bool:
 
 def build_engine(url: str, *, pool_size: int = 5, breaker: Breaker | None = None) -> Engine:
     """An engine with timeouts suited to a webhook: fail fast rather than hold a CX turn."""
-    # A server may drop a pooled connection while it idles (restart, failover, idle timeout): ping at checkout.
-    # An SQLite file has nothing to drop, and there the ping would be one more statement on every call.
     # hide_parameters: SQLAlchemy's own error and debug messages never quote a phone number or an e-mail.
-    kwargs: dict[str, Any] = {"pool_pre_ping": not url.startswith("sqlite"), "hide_parameters": True}
+    kwargs: dict[str, Any] = {"hide_parameters": True}
     if url.startswith("sqlite"):
         kwargs["connect_args"] = {"timeout": CONNECT_TIMEOUT_S, "check_same_thread": False}
     elif url.startswith("postgresql"):
@@ -91,15 +100,38 @@ def build_engine(url: str, *, pool_size: int = 5, breaker: Breaker | None = None
             "connect_timeout": CONNECT_TIMEOUT_S,
             "options": f"{url_options} {timeouts}".strip(),
         }
-        kwargs.update(pool_size=pool_size, max_overflow=0, pool_timeout=CONNECT_TIMEOUT_S)
+        kwargs.update(pool_size=pool_size, max_overflow=0, pool_timeout=CONNECT_TIMEOUT_S,
+                      pool_recycle=POOL_RECYCLE_S)
     engine = create_engine(url, **kwargs)
     if url.startswith("sqlite"):
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "begin", _sqlite_begin)
-    elif url.startswith("postgresql+psycopg"):
+    else:
+        event.listen(engine, "checkout", _ping_if_idle)
+        event.listen(engine, "checkin", _note_checkin)
+    if url.startswith("postgresql+psycopg"):
         event.listen(engine, "do_connect", functools.partial(_connect_with_deadline, breaker or Breaker()))
         event.listen(engine, "checkin", _restore_deadline)
     return engine
+
+
+def _note_checkin(_dbapi_conn, record) -> None:
+    record.info["idle_since"] = time.monotonic()
+
+
+def _ping_if_idle(dbapi_conn, record, _proxy) -> None:
+    idle_since = record.info.get("idle_since")
+    if idle_since is None or time.monotonic() - idle_since < IDLE_PING_S:
+        return
+    try:
+        cursor = dbapi_conn.cursor()
+        try:
+            cursor.execute("SELECT 1")
+        finally:
+            cursor.close()
+        dbapi_conn.rollback()  # psycopg began a transaction for the ping; nothing to undo
+    except Exception as exc:  # noqa: BLE001 - any failure: the pool replaces this connection and tries again
+        raise DisconnectionError(f"idle connection dropped ({type(exc).__name__})") from exc
 
 
 def _restore_deadline(dbapi_conn, _record) -> None:
@@ -166,6 +198,9 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA foreign_keys=ON")
     cur.execute("PRAGMA journal_mode=WAL")
+    # WAL + NORMAL: a commit is not fsynced (a checkpoint is); a power loss may drop the last commits but never
+    # corrupts the file. The demo store accepts that; production is PostgreSQL (README, Benchmark).
+    cur.execute("PRAGMA synchronous=NORMAL")
     cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
     cur.close()
 
@@ -177,15 +212,13 @@ def _sqlite_begin(conn) -> None:
 
 
 class Store:
-    """One database: a lazily built engine and its session factory."""
+    """One database: a lazily built engine."""
 
     def __init__(self, url: str, *, pool_size: int = 5) -> None:
         self.url = url
         self._pool_size = pool_size
         self.breaker = Breaker()
         self._engine: Engine | None = None
-        self._sessions: sessionmaker[Session] | None = None
-        self._read_sessions: sessionmaker[Session] | None = None
         self._lock = threading.Lock()
 
     @property
@@ -193,11 +226,7 @@ class Store:
         if self._engine is None:
             with self._lock:
                 if self._engine is None:
-                    engine = build_engine(self.url, pool_size=self._pool_size, breaker=self.breaker)
-                    self._sessions = sessionmaker(engine, expire_on_commit=False)
-                    self._read_sessions = sessionmaker(engine.execution_options(**{READ_ONLY: True}),
-                                                       expire_on_commit=False)
-                    self._engine = engine
+                    self._engine = build_engine(self.url, pool_size=self._pool_size, breaker=self.breaker)
         return self._engine
 
     def unit_of_work(self, *, read_only: bool = False) -> UnitOfWork:
@@ -205,9 +234,7 @@ class Store:
 
         A read-only unit never takes SQLite's write lock and refuses `commit()`: anything it wrote is rolled back.
         """
-        self.engine  # noqa: B018 - builds the session factories on first use
-        assert self._sessions is not None and self._read_sessions is not None
-        return UnitOfWork(self._read_sessions if read_only else self._sessions, self.breaker, read_only=read_only)
+        return UnitOfWork(self.engine, self.breaker, read_only=read_only)
 
     def ping(self) -> None:
         """Raise StoreUnavailable unless the database answers a trivial query (a health probe: it reaches the store
@@ -229,44 +256,142 @@ class ReadOnlyUnitOfWork(RuntimeError):
 
 
 class UnitOfWork:
-    """One transaction. Rolls back unless `commit()` was called; maps connection failures to StoreUnavailable."""
+    """One transaction. Rolls back unless `commit()` was called; maps connection failures to StoreUnavailable.
 
-    def __init__(self, sessions: sessionmaker[Session], breaker: Breaker | None = None, *,
-                 read_only: bool = False) -> None:
-        self._sessions = sessions
+    The connection is checked out on first use and the ORM session (`session`) opened on first use, on it; a unit
+    that only reads through `read()` never builds a session.
+    """
+
+    def __init__(self, engine: Engine, breaker: Breaker | None = None, *, read_only: bool = False) -> None:
+        self._engine = engine
         self._breaker = breaker
         self.read_only = read_only
-        self.session: Session
+        self._pooled: PoolProxiedConnection | None = None  # the DBAPI connection, checked out on first use
+        self._connection: Connection | None = None  # SQLAlchemy's, over it, once the session needs one
+        self._session: Session | None = None
         self.repo: Repository
         self.committed = False
 
     def __enter__(self) -> UnitOfWork:
         if self._breaker is not None and self._breaker.is_open():
             raise StoreUnavailable("store marked unavailable after a recent failure")
-        self.session = self._sessions()
-        self.repo = Repository(self.session)
+        self.repo = Repository(self)
         self.committed = False
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
         try:
-            self.session.rollback()
-        except DBAPIError:
-            pass  # the connection is already gone; the original error says why
+            if self._session is not None:
+                try:
+                    self._session.rollback()
+                except DBAPIError:
+                    pass  # the connection is already gone; the original error says why
+                finally:
+                    self._session.close()
         finally:
-            self.session.close()
+            self._session = None
+            self._drop_connection()
         if exc is not None and _is_unavailable(exc):
             raise StoreUnavailable(type(exc).__name__) from exc
+
+    def _checkout(self) -> PoolProxiedConnection:
+        # The pool's connection itself: a plain read needs no Connection object around it.
+        if self._pooled is None:
+            dialect = self._engine.dialect
+            try:
+                self._pooled = self._engine.raw_connection()
+            except dialect.loaded_dbapi.Error as exc:
+                raise DBAPIError.instance(None, None, exc, dialect.loaded_dbapi.Error, hide_parameters=True,
+                                          dialect=dialect) from exc
+        return self._pooled
+
+    @property
+    def connection(self) -> Connection:
+        """This unit's pooled connection (checked out on first use), as SQLAlchemy's Connection."""
+        if self._connection is None:
+            self._connection = Connection(self._engine, connection=self._checkout())
+            if self.read_only:
+                self._connection.execution_options(**{READ_ONLY: True})  # SQLite: a deferred BEGIN (_sqlite_begin)
+        return self._connection
+
+    @property
+    def has_session(self) -> bool:
+        """Whether this unit has opened its ORM session (and so may have changed something)."""
+        return self._session is not None
+
+    @property
+    def session(self) -> Session:
+        """This unit's ORM session, on its connection (opened on first use)."""
+        if self._session is None:
+            self._session = Session(bind=self.connection, expire_on_commit=False)
+        return self._session
+
+    def read(self, query: PlainQuery, values: dict[str, Any]) -> list[tuple]:
+        """The rows of one read-only statement: on the DBAPI connection while no session is open (PostgreSQL:
+        autocommit, one round trip), else through the session's transaction."""
+        # A writing unit reads inside its transaction: on SQLite that is where BEGIN IMMEDIATE holds the write lock,
+        # so what it checks cannot change before it writes. Only a read-only unit takes the one-statement path.
+        if self._session is not None or not self.read_only:
+            return [tuple(row) for row in self.session.execute(query.statement, values)]
+        try:
+            return self._read_plain(query, values)
+        except DBAPIError as exc:
+            if not exc.connection_invalidated:
+                raise
+        # The connection died under a read (a frozen or restarted backend) and this unit has changed nothing: a read
+        # is safe to repeat, once, on another connection (what the checkout ping used to buy on every call).
+        self._drop_connection()
+        return self._read_plain(query, values)
+
+    def _drop_connection(self) -> None:
+        # Back to the pool (Connection.close checks in the pooled connection it wraps).
+        connection, pooled = self._connection, self._pooled
+        self._connection = self._pooled = None
+        try:
+            if connection is not None:
+                connection.close()
+            elif pooled is not None:
+                pooled.close()
+        except DBAPIError:
+            pass
+
+    def _read_plain(self, query: PlainQuery, values: dict[str, Any]) -> list[tuple]:
+        dialect = self._engine.dialect
+        compiled = query.compiled(dialect)
+        pooled = self._checkout()
+        dbapi_conn = pooled.dbapi_connection
+        autocommit = dialect.name == "postgresql"
+        cursor = None
+        try:
+            if autocommit:
+                dbapi_conn.autocommit = True
+            cursor = dbapi_conn.cursor()
+            cursor.execute(compiled.sql, compiled.parameters(values))
+            rows = cursor.fetchall()
+        except dialect.loaded_dbapi.Error as exc:
+            disconnect = dialect.is_disconnect(exc, dbapi_conn, cursor)
+            if disconnect:
+                # As SQLAlchemy does on a disconnect: drop this connection and the pool's older ones.
+                self._engine.pool._invalidate(pooled, exc)
+            raise DBAPIError.instance(compiled.sql, None, exc, dialect.loaded_dbapi.Error, hide_parameters=True,
+                                      connection_invalidated=disconnect, dialect=dialect) from exc
+        finally:
+            if cursor is not None:
+                cursor.close()
+            if autocommit and not dbapi_conn.closed:
+                dbapi_conn.autocommit = False
+        return rows
 
     def commit(self) -> None:
         """Keep the work done in this unit."""
         if self.read_only:
             # On SQLite a read-only unit holds no write lock: what it wrote could rest on a stale read.
             raise ReadOnlyUnitOfWork("a read-only unit of work cannot commit: open it with read_only=False")
-        try:
-            self.session.commit()
-        except DBAPIError as exc:
-            if _is_unavailable(exc):
-                raise StoreUnavailable(type(exc).__name__) from exc
-            raise
+        if self._session is not None:
+            try:
+                self._session.commit()
+            except DBAPIError as exc:
+                if _is_unavailable(exc):
+                    raise StoreUnavailable(type(exc).__name__) from exc
+                raise
         self.committed = True

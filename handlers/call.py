@@ -5,6 +5,7 @@ import datetime as dt
 from dataclasses import dataclass, field
 
 from cardstore.models import Customer, utcnow
+from cardstore.repository import CustomerRow
 from cardstore.uow import UnitOfWork
 from contact import e164, parse_phone
 from handlers.errors import AuthRequired, CustomerNotFound
@@ -43,7 +44,7 @@ class Call:
             raise CustomerNotFound("no customer with that phone number")
         return customer
 
-    def verified_customer(self, phone_e164: str, *, upstream_auth_level: int | None = None) -> Customer:
+    def verified_customer(self, phone_e164: str, *, upstream_auth_level: int | None = None) -> CustomerRow:
         """Reading cards: the customer, once this session verified them by a code, or a verified upstream assertion
         vouches for them in this session (or, in development with TRUST_UPSTREAM_AUTH_LEVEL, upstream_auth_level).
 
@@ -57,7 +58,7 @@ class Call:
             return customer
         raise AuthRequired("session has not verified this customer")
 
-    def step_up_customer(self, phone_e164: str) -> Customer:
+    def step_up_customer(self, phone_e164: str) -> CustomerRow:
         """Changing a card: the card holder, with a code verified in this session within the step-up window
         (AuthRequired for a stranger's number as for an unverified customer's)."""
         since = self.now - dt.timedelta(seconds=STEP_UP_WINDOW_S)
@@ -66,7 +67,7 @@ class Call:
             raise AuthRequired("no code verified in this session within the step-up window")
         return customer
 
-    def identified_customer(self, phone_e164: str) -> tuple[Customer | None, bool]:
+    def identified_customer(self, phone_e164: str) -> tuple[CustomerRow | None, bool]:
         """Who the number belongs to (None: nobody), and whether this session has verified them."""
         since = self.now - dt.timedelta(seconds=self.settings.verified_session_ttl_seconds)
         return self.uow.repo.customer_verified_since(phone_e164, self.session, since)

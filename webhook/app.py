@@ -1,12 +1,14 @@
 """The Flask application factory, and the lazily built service both entry points share."""
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 import threading
 from pathlib import Path
 
 from flask import Flask
+from flask.cli import AppGroup
 from pydantic import ValidationError
 
 from cardstore.errors import StoreUnavailable
@@ -36,6 +38,7 @@ def create_app(settings: Settings | None = None, **overrides: object) -> Flask:
     Settings that are unsafe for `APP_ENV=production` stop it here, with the reason (settings.ProductionRefused).
     """
     app = Flask("lockcard", instance_path=str(Path(__file__).resolve().parent.parent / "instance"))
+    app.cli = LazyCommands(app)  # first: every command registered below lands on it
     # Werkzeug stops reading a body (chunked too) past this; webhook.http.read_bounded holds the same line for the
     # functions-framework app, whose Flask configuration is not ours.
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
@@ -80,11 +83,6 @@ def create_app(settings: Settings | None = None, **overrides: object) -> Flask:
             return json_response(503, {"status": "unavailable", "store": str(exc)})
         return json_response(200 if fine else 503, {"status": "ok" if fine else "backlog", "outbox": report})
 
-    from backoffice import cli as backoffice_cli
-    from cardstore import cli as store_cli
-
-    store_cli.init_app(app)
-    backoffice_cli.init_app(app)  # customers, handoffs, outbox, audit
     if settings.serves_simulator_page:
         from simulator import web as simulator_web
 
@@ -93,6 +91,28 @@ def create_app(settings: Settings | None = None, **overrides: object) -> Flask:
 
     console.init_app(app)  # the operators' console under /console (unless CONSOLE_AUTH=off)
     return app
+
+
+# `flask --app main <group> …`: the module registering a group (its `init_app`) — and what it imports: alembic,
+# mako, the back office — loads when the CLI asks for that group, never to serve a request.
+CLI_GROUPS = {"store": "cardstore.cli", "customers": "backoffice.cli", "handoffs": "backoffice.cli",
+              "outbox": "backoffice.cli", "audit": "backoffice.cli"}
+
+
+class LazyCommands(AppGroup):
+    """The app's CLI group: the modules of CLI_GROUPS are imported, and their `init_app(app)` run, on first use."""
+
+    def __init__(self, app: Flask) -> None:
+        super().__init__(app.cli.name)
+        self._app = app
+
+    def list_commands(self, ctx) -> list[str]:
+        return sorted({*super().list_commands(ctx), *CLI_GROUPS})
+
+    def get_command(self, ctx, name: str):
+        if name in CLI_GROUPS and name not in self.commands:
+            importlib.import_module(CLI_GROUPS[name]).init_app(self._app)
+        return super().get_command(ctx, name)
 
 
 def service_of(app: Flask) -> Service:

@@ -11,11 +11,12 @@ import time
 from typing import Any, Callable
 from weakref import WeakKeyDictionary
 
+import orjson
 from flask import Request, Response, json
 
 from webhook.auth import Authenticator, Denied, authenticator_for
 from webhook.dispatch import Outcome, Service
-from webhook.logs import session_id
+from webhook import logs
 
 log = logging.getLogger("lockcard.webhook")
 MAX_BODY_BYTES = 256 * 1024  # a CX WebhookRequest is a few KB; anything near this is not one
@@ -38,8 +39,11 @@ def authenticator(service: Service) -> Authenticator:
 
 
 def json_response(status: int, body: dict, headers: dict[str, str] | None = None) -> Response:
-    return Response(json.dumps(body, ensure_ascii=False), status=status, mimetype="application/json",
-                    headers=headers)
+    try:
+        data = orjson.dumps(body)  # UTF-8, as ensure_ascii=False; several times faster than the json module
+    except TypeError:  # what orjson refuses (an int past 64 bits): the json module writes it
+        data = json.dumps(body, ensure_ascii=False)
+    return Response(data, status=status, mimetype="application/json", headers=headers)
 
 
 def serve(request: Request, service: Service, handle: Callable[[Any], Outcome] | None = None) -> Response:
@@ -111,30 +115,21 @@ def _deny(request: Request, service: Service, denied: Denied, started: float) ->
 def _answer(request: Request, service: Service, outcome: Outcome, started: float,
             headers: dict[str, str] | None = None) -> Response:
     latency_s = time.perf_counter() - started
-    extra = {
-        "tag": outcome.tag,
-        "session": session_id(outcome.session),
-        "latency_ms": round(latency_s * 1000, 2),
-        "status": outcome.status,
-        "outcome": "error" if outcome.error_code else "ok",
-        "error_code": outcome.error_code,
-        "reason": outcome.extra.get("reason"),
-        "httpRequest": {
-            "requestMethod": request.method,
-            "requestUrl": request.path,
-            "status": outcome.status,
-            "latency": f"{latency_s:.6f}s",
-            "userAgent": (request.user_agent.string or "")[:200] or None,
-        },
-        **trace_fields(request, service.settings.google_cloud_project),
-    }
+    settings = service.settings
+    key = logs.session_key(settings.log_session_key and settings.log_session_key.get_secret_value(),
+                           settings.otp_hash_key)
+    fields = logs.call_fields(
+        tag=outcome.tag, session=logs.session_ref(outcome.session, key), latency_s=latency_s,
+        status=outcome.status, error_code=outcome.error_code, reason=outcome.extra.get("reason"),
+        method=request.method, path=request.path, user_agent=request.headers.get("User-Agent"),
+        trace=trace_fields(request, settings.google_cloud_project))
     if outcome.error_code in _SERVICE_FAULTS:
         level = logging.ERROR
     elif outcome.status >= 400 or outcome.error_code:
         level = logging.WARNING
     else:
         level = logging.INFO
-    log.log(level, "webhook call", extra=extra)
+    log.log(level, "webhook call", extra={logs.CALL_FIELDS: fields})
     return json_response(outcome.status, outcome.body, headers)
 
 

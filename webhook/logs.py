@@ -3,22 +3,33 @@
 latency_ms, outcome, error_code, reason).
 
 Nothing personal goes in: callers log masked values only (contact.mask_phone / mask_email), only the
-fields below are written, and as a last line of defence every text value is scrubbed of anything shaped like an
-e-mail address, a phone number or a one-time code before it is written.
+fields below are written, and as a last line of defence every text value that can carry free text is scrubbed of
+anything shaped like an e-mail address, a phone number or a one-time code before it is written. The CX session
+id is never written: a session that has verified a caller reads their cards, so the log carries a keyed hash of
+it (`session_ref`), enough to correlate one session's lines and useless to whoever reads the logs.
+
+The line of an ordinary webhook call is built by the caller as one dict (`call_fields`) and serialised once with
+orjson; only its free-text values go through the scrubber.
 """
 from __future__ import annotations
 
 import datetime as dt
-import json
+import functools
+import hashlib
+import hmac
 import logging
 import re
 import sys
+
+import orjson
 
 _FIELDS = ("tag", "session", "latency_ms", "status", "outcome", "error_code", "reason", "outbox_id", "error",
            "httpRequest", "kind", "channel", "to", "attempt", "send_ms", "queued_ms")
 # Cloud Logging's own keys: ids, never personal, and must reach it unchanged.
 _TRACE_FIELDS = ("logging.googleapis.com/trace", "logging.googleapis.com/spanId",
                  "logging.googleapis.com/trace_sampled")
+# The record attribute that carries a prebuilt line (see `call_fields`).
+CALL_FIELDS = "lockcard_fields"
 
 _EMAIL = re.compile(r"[\w.+-]+@([\w-]+\.)+[\w-]+", re.UNICODE)
 # A phone number: 10 or more digits, optionally after '+', with spaces, dots or hyphens between them.
@@ -27,11 +38,16 @@ _PHONE = re.compile(r"\+?\d(?:[\s.\-]?\d){9,}")
 _CODE = re.compile(r"(?<![\w.])\d{6}(?![\w.])")
 # The flexible edge's bearer credential (lcat_…) and challenge handle (lcoc_…): never logged, even by mistake.
 _BEARER = re.compile(r"\b(lcat|lcoc)_[A-Za-z0-9_-]+")
+# Text none of the other patterns can match (no '@', fewer than six digits): most reasons, user agents, messages.
+_DIGIT = re.compile(r"\d")
 
 
 def scrub(text: str) -> str:
     """`text` with e-mail addresses, phone numbers, six-digit codes and the flexible edge's tokens masked."""
-    text = _BEARER.sub(lambda m: m.group(1) + "_***", text)
+    if "lcat_" in text or "lcoc_" in text:
+        text = _BEARER.sub(lambda m: m.group(1) + "_***", text)
+    if "@" not in text and len(_DIGIT.findall(text)) < 6:
+        return text
     text = _EMAIL.sub(lambda m: m.group(0)[:1] + "***@" + m.group(0).rsplit("@", 1)[1], text)
     text = _PHONE.sub(lambda m: "***" + re.sub(r"\D", "", m.group(0))[-4:], text)
     return _CODE.sub("******", text)
@@ -47,6 +63,10 @@ def _scrubbed(value: object) -> object:
     return value
 
 
+def _dumps(entry: dict[str, object]) -> str:
+    return orjson.dumps(entry, default=str).decode()
+
+
 class CloudLoggingFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, object] = {
@@ -55,6 +75,11 @@ class CloudLoggingFormatter(logging.Formatter):
             "time": dt.datetime.fromtimestamp(record.created, dt.timezone.utc).isoformat(timespec="milliseconds"),
             "logger": record.name,
         }
+        fields = record.__dict__.get(CALL_FIELDS)
+        if fields is not None:
+            # A webhook call's line: built by call_fields, its free text already scrubbed there.
+            entry.update(fields)
+            return _dumps(entry)
         for name in _FIELDS:
             value = record.__dict__.get(name)
             if value is not None:
@@ -66,7 +91,35 @@ class CloudLoggingFormatter(logging.Formatter):
         if record.exc_info:
             # The exception type only: a traceback can quote parameter values.
             entry["exception"] = record.exc_info[0].__name__ if record.exc_info[0] else None
-        return json.dumps(entry, ensure_ascii=False, default=str)
+        return _dumps(entry)
+
+
+def call_fields(*, tag: str | None, session: str | None, latency_s: float, status: int, error_code: str | None,
+                reason: str | None, method: str, path: str, user_agent: str | None,
+                trace: dict[str, object]) -> dict[str, object]:
+    """The fields of one webhook call's log line (pass as `extra={CALL_FIELDS: …}`).
+
+    `session` must already be a `session_ref`; `tag`, `error_code`, `status` and the trace fields are ours or
+    validated; `reason` and the user agent are free text and are scrubbed here.
+    """
+    fields: dict[str, object] = {"latency_ms": round(latency_s * 1000, 2), "status": status,
+                                 "outcome": "error" if error_code else "ok"}
+    if tag is not None:
+        fields["tag"] = tag
+    if session is not None:
+        fields["session"] = session
+    if error_code is not None:
+        fields["error_code"] = error_code
+    if reason is not None:
+        fields["reason"] = scrub(reason)
+    http: dict[str, object] = {"requestMethod": method, "requestUrl": scrub(path), "status": status,
+                               "latency": f"{latency_s:.6f}s"}
+    if user_agent:
+        http["userAgent"] = scrub(user_agent[:200])
+    fields["httpRequest"] = http
+    if trace:
+        fields.update(trace)
+    return fields
 
 
 def configure() -> None:
@@ -74,6 +127,12 @@ def configure() -> None:
     root = logging.getLogger("lockcard")
     if any(getattr(h, "_lockcard", False) for h in root.handlers):
         return
+    # The logging HOWTO's "Optimization": no caller lookup (a stack walk), thread, process or multiprocessing names
+    # on each record — our lines never show them, and every webhook call writes one (a third of logging's cost).
+    logging._srcfile = None
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
     handler = logging.StreamHandler(sys.stdout)
     handler.setFormatter(CloudLoggingFormatter())
     handler._lockcard = True  # type: ignore[attr-defined]
@@ -82,6 +141,21 @@ def configure() -> None:
     root.propagate = False
 
 
-def session_id(session_path: str | None) -> str | None:
-    """The last segment of a CX session path: enough to correlate, without the project path."""
-    return session_path.rsplit("/", 1)[-1] if session_path else None
+@functools.lru_cache(maxsize=8)
+def session_key(log_session_key: str | None, otp_hash_key: str) -> bytes:
+    """The key of session_ref: LOG_SESSION_KEY, or one derived from OTP_HASH_KEY (already a production secret)."""
+    if log_session_key:
+        return log_session_key.encode()
+    return hmac.new(otp_hash_key.encode(), b"lockcard log session reference", hashlib.sha256).digest()
+
+
+def session_ref(session_path: str | None, key: bytes) -> str | None:
+    """A keyed hash of a CX session path: stable for one session, unlinkable to it without the key (64 bits)."""
+    if not session_path:
+        return None
+    return _session_ref(session_path, key)
+
+
+@functools.lru_cache(maxsize=4096)  # a session's turns follow each other: one HMAC per session, not per call
+def _session_ref(session_path: str, key: bytes) -> str:
+    return hmac.new(key, session_path.encode(), hashlib.sha256).hexdigest()[:16]

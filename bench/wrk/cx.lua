@@ -2,7 +2,9 @@
 -- Customer numbering is bench/seed.py's: customer i has phone 090 + i (8 digits) and card 0 = i % 10000.
 -- Environment:
 --   BENCH_TEMPLATE  file with the JSON body and ${i} ${n} ${phone} ${caller} ${card} ${session} placeholders
---   BENCH_MODE      "random": customer = STRIDE * random(0, COUNT - 1)   (reads; session <prefix>-<i> verified)
+--   BENCH_MODE      "random": customer = STRIDE * r + (r - STRIDE * r) % 4, r = random(0, COUNT - 1)
+--                             (reads; session <prefix>-<i> verified; bench/seed.py spread_reader: customer r's
+--                             number of cards whatever the stride)
 --                   "next":   customer = START + k for k = 0, 1, 2 …     (each request its own session and card,
 --                             so every lock and every wrong code is a real write)
 --   BENCH_START, BENCH_COUNT, BENCH_STRIDE, BENCH_PREFIX, BENCH_SEED, BENCH_THREADS
@@ -45,7 +47,8 @@ function request()
   if mode == "next" then
     i = start + id + nthreads * sent
   else
-    i = stride * math.random(0, count - 1)
+    local r = math.random(0, count - 1)
+    i = stride * r + (r - stride * r) % 4
   end
   sent = sent + 1
   local phone = string.format("090%08d", i)

@@ -1,5 +1,5 @@
 """The benchmark's requests are real ones: each passes every check the webhook makes on a store the benchmark
-seeds, and a lock is a real write (ticket, audit row, delivered notice)."""
+seeds, and a lock is a real write (ticket, audit row, queued notice)."""
 from __future__ import annotations
 
 import json
@@ -64,8 +64,8 @@ def test_a_lock_request_of_the_benchmark_is_a_real_write(bench_app):
     relay_of(app).drain()
     assert params["card_status"] == "inactive" and len(str(params["ticket_number"])) == 7
     after = written(url)
-    assert {k: after[k] - before[k] for k in ("lock_tickets", "audit_card_locked", "outbox_sent")} == {
-        "lock_tickets": 1, "audit_card_locked": 1, "outbox_sent": 1}
+    assert {k: after[k] - before[k] for k in ("lock_tickets", "audit_card_locked", "outbox_lock_notices")} == {
+        "lock_tickets": 1, "audit_card_locked": 1, "outbox_lock_notices": 1}
 
 
 def test_a_lock_request_without_a_fresh_verification_is_refused(bench_app):
@@ -85,3 +85,12 @@ def test_every_template_is_json_once_filled_and_sends_the_card_as_a_double():
         assert request["sessionInfo"]["parameters"]["phone_number"] == "09000004444"
         if "${card}" in template(short):
             assert request["sessionInfo"]["parameters"]["last_four_digit_of_card_number"] == 4444.0
+
+
+@pytest.mark.parametrize("stride", [1, 10, 100, 101])
+def test_large_store_readers_have_the_card_counts_of_a_small_stores(stride):
+    """Growth compares like with like: the k-th reader of a large store has as many cards as customer k of a small
+    one (before, every reader 100 apart had exactly one card), and readers stay distinct."""
+    readers = [seed.spread_reader(k, stride) for k in range(1000)]
+    assert [seed.card_count(i) for i in readers] == [seed.card_count(k) for k in range(1000)]
+    assert len(set(readers)) == len(readers) and max(readers) < 1000 * max(stride, 4)

@@ -10,6 +10,22 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 HEAVY = ("flask", "werkzeug", "sqlalchemy", "pydantic", "functions_framework", "phonenumbers")
+# What only the CLI uses (migrations, the back-office commands): serving a request must not import any of it.
+CLI_ONLY = ("alembic", "mako", "pygments", "backoffice", "cardstore.cli", "cardstore.migrate")
+FIRST_REQUEST = """
+import io, json, sys
+import main
+raw = json.dumps({"fulfillmentInfo": {"tag": "prebuilt_components_authentication:verify_user"},
+                  "sessionInfo": {"session": "projects/p/locations/global/agents/a/sessions/s",
+                                  "parameters": {"phone_number": "09000001111"}}}).encode()
+environ = {"REQUEST_METHOD": "POST", "PATH_INFO": "/webhook", "SCRIPT_NAME": "", "QUERY_STRING": "",
+           "SERVER_NAME": "127.0.0.1", "SERVER_PORT": "8080", "SERVER_PROTOCOL": "HTTP/1.1",
+           "CONTENT_TYPE": "application/json", "CONTENT_LENGTH": str(len(raw)), "wsgi.input": io.BytesIO(raw),
+           "wsgi.url_scheme": "http", "wsgi.errors": sys.stderr, "wsgi.multithread": False,
+           "wsgi.multiprocess": False, "wsgi.run_once": False, "wsgi.version": (1, 0)}
+status = []
+b"".join(main.app(environ, lambda s, h, exc_info=None: status.append(s)))
+"""
 
 
 def run_python(code: str, tmp_path: Path) -> str:
@@ -42,7 +58,7 @@ def test_flask_cli_finds_the_app_factory_in_main(tmp_path):
     """`flask --app main` builds the service through create_app, with the store commands registered."""
     code = ("from flask.cli import ScriptInfo; a = ScriptInfo(app_import_path='main').load_app(); "
             "print(sorted(r.rule for r in a.url_map.iter_rules() if not r.rule.startswith(('/static/', '/simulator'))) "
-            "+ ['store' in a.cli.commands])")
+            "+ [a.cli.get_command(None, 'store') is not None])")
     assert run_python(code, tmp_path) == "['/flexible/<path:tag>', '/healthz', '/healthz/outbox', '/webhook', True]"  # /simulator: tests/simulator
 
 
@@ -50,3 +66,11 @@ def test_an_unknown_name_in_main_is_an_attribute_error(tmp_path):
     """A name main does not define raises AttributeError, so tools probing for optional names move on."""
     code = "import main; print(hasattr(main, 'application'), hasattr(main, 'make_app'))"
     assert run_python(code, tmp_path) == "False False"
+
+
+def test_serving_a_request_imports_nothing_only_the_cli_uses(tmp_path):
+    """gunicorn's `main:app` answers its first request without loading alembic, mako, pygments or the back-office
+    commands: those load when `flask --app main …` runs one (cold start)."""
+    code = FIRST_REQUEST + (f"loaded = sorted(m for m in sys.modules if any(m == c or m.startswith(c + '.') "
+                            f"for c in {CLI_ONLY!r})); print(json.dumps([status[0], loaded]))")
+    assert json.loads(run_python(code, tmp_path)) == ["200 OK", []]

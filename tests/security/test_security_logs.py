@@ -77,7 +77,7 @@ def test_each_call_is_one_cloud_logging_line(make_app, phone, log_lines):
     ok, refused = log_lines()
     assert ok["severity"] == "INFO" and ok["message"] == "webhook call"
     assert ok["tag"] == "prebuilt_components_authentication:verify_user"
-    assert ok["session"] == "dialog-1-shape"
+    assert ok["session"] and "dialog-1-shape" not in json.dumps(ok)  # a keyed hash of it (see below)
     assert ok["logging.googleapis.com/trace"] == f"projects/bank-prod/traces/{TRACE}"
     assert ok["logging.googleapis.com/spanId"] == "0000000000000001"
     assert ok["logging.googleapis.com/trace_sampled"] is True
@@ -133,3 +133,23 @@ def test_the_formatter_keeps_ordinary_values():
     """Ticket numbers (7 digits), last fours, latencies and session ids survive the scrub."""
     assert scrub("ticket 1234567 for card 4444 in 12.5 ms, session dialog-1") == \
         "ticket 1234567 for card 4444 in 12.5 ms, session dialog-1"
+
+
+def test_a_log_reader_cannot_replay_a_session_it_sees_in_the_logs(make_app, phone, log_lines):
+    """A CX session id is the only identity a turn carries: whoever reads the logs must not learn it. The log
+    holds a keyed hash of it instead — the same on every line of one session (lines still correlate), different
+    for another session, and not computable without the server's key."""
+    app = make_app()
+    hanako = TracedCaller(app.test_client(), phone, "dialog-1-secret-session", "09000001111")
+    hanako.call("verify_user")
+    hanako.call("get_card_details")
+    TracedCaller(app.test_client(), phone, "dialog-1-other-session", "09000001111").call("verify_user")
+    first, second, other = log_lines()
+    for line in (first, second, other):
+        text = json.dumps(line, ensure_ascii=False)
+        assert "secret-session" not in text and "other-session" not in text and "/sessions/" not in text
+    assert first["session"] == second["session"] != other["session"]
+    # Keyed: another deployment's key gives another value for the same session.
+    rekeyed = make_app(log_session_key="another-deployment-key-0123456789")
+    TracedCaller(rekeyed.test_client(), phone, "dialog-1-secret-session", "09000001111").call("verify_user")
+    assert log_lines()[-1]["session"] != first["session"]
