@@ -243,6 +243,11 @@ class Repository:
         return self.session.scalars(select(AuthToken).where(AuthToken.token_hash == token_hash)).one_or_none()
 
 
+    def customer_for_update(self, customer_id: int) -> Customer:
+        """The customer as a tracked row, locked (FOR UPDATE) for the rest of the unit: read tags see a `CustomerRow`,
+        a handler that changes the customer or counts against it takes the row itself."""
+        return self.session.get(Customer, customer_id, with_for_update=True, populate_existing=True)
+
     def ever_verified(self, session: str, customer_id: int) -> bool:
         """Whether `session` verified this customer by a code at any time."""
         return self.verified_since(session, customer_id, dt.datetime.min) is not None

@@ -9,13 +9,13 @@ URL_PREFIX = "/console"
 
 def init_app(app: Flask) -> None:
     """Serve the console on `app` unless CONSOLE_AUTH=off (then /console is a 404)."""
+    settings = app.extensions["lockcard"].settings
+    if settings.console_auth == "off":
+        return  # before the imports: a webhook-only service loads no back office (cold start, issue 15)
     from flask_wtf.csrf import CSRFProtect
 
     from console.views import bp, configure
 
-    settings = app.extensions["lockcard"].settings
-    if settings.console_auth == "off":
-        return
     configure(app, settings)
     # Checked by the console's own before_request, not app-wide: POST /webhook carries no CSRF token.
     app.config["WTF_CSRF_CHECK_DEFAULT"] = False

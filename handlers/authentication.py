@@ -105,7 +105,7 @@ def send_otp(params: SendOtpParams, call: Call) -> SendOtpResult:
     if customer is None:
         raise CustomerNotFound("no customer with that phone number")
     # Row lock: parallel sends see each other's counts, so the send limits hold across sessions.
-    call.uow.session.refresh(customer, with_for_update=True)
+    customer = call.uow.repo.customer_for_update(customer.id)
     if customer.otp_disabled_at is not None:
         raise OtpDisabled("OTP is disabled for this customer")
     settings = call.settings
@@ -199,7 +199,7 @@ def verify_otp(params: VerifyOtpParams, call: Call) -> VerifyOtpResult:
     if customer is None:
         return nothing_to_check  # a stranger's number answers as a customer's without a code sent in this session
     # Row lock: sessions guessing in parallel must each count on the failures the previous one left (no lost update).
-    call.uow.session.refresh(customer, with_for_update=True)
+    customer = call.uow.repo.customer_for_update(customer.id)
     if customer.otp_disabled_at is not None:
         raise OtpDisabled("OTP is disabled for this customer")
     repo = call.uow.repo

@@ -259,6 +259,7 @@ class Caller:
         "reissue_card": "prebuilt_components_lock_card:reissue_card_number",
         "request_reactivation": "prebuilt_components_lock_card:request_reactivation",
     }
+    QUEUING = frozenset({"send_otp", "lock_card", "reissue_card"})
 
     def __init__(self, client: FlaskClient, phone: Phone, session: str, phone_number: str | None = None,
                  caller_id: str | None = None) -> None:
@@ -274,11 +275,13 @@ class Caller:
         body = cx_request(self.TAGS[action], self.session, caller_id=self.caller_id, **params)
         response = self.client.post("/webhook", json=body)
         assert response.status_code == 200, response.get_data(as_text=True)
-        # The relay delivers what the call queued (one pass of the real relay, after the answer, never inside it).
-        try:
-            relay_of(self.client.application).drain()
-        except StoreUnavailable:
-            pass  # a running relay waits for the store to come back; the notice stays queued
+        # The relay delivers what the call queued (one pass of the real relay, after the answer, never inside it);
+        # only the tags that queue a notice, so a read stays a read for tests that count what it does.
+        if action in self.QUEUING:
+            try:
+                relay_of(self.client.application).drain()
+            except StoreUnavailable:
+                pass  # a running relay waits for the store to come back; the notice stays queued
         return response.get_json()["sessionInfo"]["parameters"]
 
     def authenticate(self, channel: str = "sms") -> dict:
