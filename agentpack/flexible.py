@@ -58,8 +58,8 @@ FLEXIBLE_CALLS: tuple[FlexibleCall, ...] = (
     # telephony caller ID only inside the standard request's payload, so here it is a session parameter a bank's
     # telephony integration may set; unset, it renders null and the number is asked for.
     FlexibleCall("prebuilt_components_authentication:verify_user", (_PHONE, ("caller_id", "$session.params.caller_id")),
-                 ("user_found", "phone_number", "auth_level", "registered_phone_last4", "email_registered",
-                  "card_count"), optional=("phone_number", "caller_id")),
+                 ("user_found", "phone_number", "auth_level", "registered_phone_last4"),
+                 optional=("phone_number", "caller_id")),
     # The component's own retry limit ($flow.max_otp_retry_count) may lower the service's, never raise it.
     FlexibleCall("prebuilt_components_authentication:send_otp",
                  (_PHONE, ("otp_channel", "$session.params.otp_channel"),
@@ -68,7 +68,9 @@ FLEXIBLE_CALLS: tuple[FlexibleCall, ...] = (
                  optional=("max_otp_retry_count", "language_code")),
     FlexibleCall("prebuilt_components_authentication:verify_otp",
                  (_PHONE, ("otp_challenge", "$session.params.otp_challenge"), ("otp_code", "$session.params.otp_code")),
-                 ("otp_verified", "otp_attempts_left", "auth_level", "otp_expired", "transfer_reason", "auth_token")),
+                 # What an unverified session may not learn (issue 12) comes with the right code, not before.
+                 ("otp_verified", "otp_attempts_left", "auth_level", "otp_expired", "transfer_reason", "auth_token",
+                  "email_registered", "card_count")),
     FlexibleCall("prebuilt_components_account_services:get_card_details", (_PHONE, _TOKEN),
                  ("last_four_digit_of_all_cards", "card_vendor_all", "card_count", "last_four_digit_of_card_number"),
                  seed=True),

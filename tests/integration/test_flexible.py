@@ -10,6 +10,7 @@ from handlers.authentication import CREDENTIAL_SHAPE
 from simulator.webhooks import event_for_status
 from tests.conftest import Caller, cx_request
 from tests.flexible import TAGS, FlexibleCaller
+from webhook.app import service_of
 from webhook.dispatch import ErrorCode
 from webhook.flexible import CHALLENGE_SHAPE, CONTRACTS, STATUS
 from webhook.registry import REGISTRY
@@ -44,10 +45,11 @@ def test_every_tag_of_the_registry_has_a_flexible_endpoint(client):
 
 def test_verify_user_by_typed_number_and_by_caller_id(flex):
     """A typed number (full-width, hyphens) finds Hanako at auth_level -1; the caller ID alone finds her at 0; an
-    unknown number is user_found=false, a 200 the flow routes on."""
+    unknown number is user_found=false, a 200 the flow routes on. Before a code is verified nothing about her
+    account is disclosed (no card_count, no email_registered: issue 12); verify_otp answers them."""
     typed = flex("０９０－００００－１１１１").ok("verify_user")
     assert typed == {"user_found": True, "phone_number": "09000001111", "auth_level": -1,
-                     "registered_phone_last4": "1111", "email_registered": True, "card_count": 4}
+                     "registered_phone_last4": "1111"}
     by_line = flex(None).ok("verify_user", caller_id="+819000001111")
     assert by_line["user_found"] is True and by_line["auth_level"] == 0
     assert flex("09099998888").ok("verify_user") == {"user_found": False}
@@ -65,6 +67,7 @@ def test_send_and_verify_a_code_issue_a_credential(flex, phone, store):
     code = phone.last_code()
     answer = hanako.type_code(float(code))
     assert answer["otp_verified"] is True and answer["auth_level"] == 1
+    assert answer["card_count"] == 4 and answer["email_registered"] is True  # disclosed only after a right code
     assert CREDENTIAL_SHAPE.fullmatch(answer["auth_token"])
     with store.unit_of_work() as uow:
         hashes = list(uow.session.scalars(select(AuthToken.token_hash)))
@@ -165,7 +168,8 @@ def test_no_failure_is_a_404_and_each_status_raises_the_documented_event():
         "INVALID_PARAMETER": "webhook.error.bad-request", "AUTH_REQUIRED": "webhook.error.rejected",
         "OTP_DISABLED": "webhook.error.rejected", "CUSTOMER_NOT_FOUND": "webhook.error",
         "CARD_NOT_FOUND": "webhook.error", "CHANNEL_NOT_REGISTERED": "webhook.error",
-        "INVALID_TRANSITION": "webhook.error", "OTP_RATE_LIMITED": "webhook.error",
+        "INVALID_TRANSITION": "webhook.error", "REISSUE_LIMIT_REACHED": "webhook.error",
+        "OTP_RATE_LIMITED": "webhook.error", "RATE_LIMITED": "webhook.error",
         "STORE_UNAVAILABLE": "webhook.error.unavailable", "INTERNAL": "webhook.error",
     }
     assert set(STATUS) == set(ErrorCode)
@@ -192,14 +196,24 @@ def test_failures_answer_their_status_and_an_error_body(flex, make_app, phone, s
           409, "INVALID_TRANSITION")
     error(hanako.post("reissue_card", last_four_digit_of_card_number="6666", zip_code="12345"), 409,
           "INVALID_TRANSITION")
-    error(flex("09000002222").post("send_otp", otp_channel="email"), 422, "CHANNEL_NOT_REGISTERED")
+    # By e-mail an unverified conversation learns nothing (issue 12): the same 200 as for an address on file, no
+    # mask, nothing sent; only the conversation that verified a code hears CHANNEL_NOT_REGISTERED.
+    ichiro = flex("09000002222")
+    sent_before = len(phone.messages())
+    unverified = ichiro.send_code("email")
+    assert unverified == {"otp_sent": True, "otp_channel": "email", "otp_destination_masked": None,
+                          "otp_expires_in_s": 300, "otp_challenge": unverified["otp_challenge"]}
+    assert len(phone.messages()) == sent_before
+    ichiro.authenticate()
+    error(ichiro.post("send_otp", otp_channel="email", otp_challenge=ichiro.otp_challenge), 422,
+          "CHANNEL_NOT_REGISTERED")
     error(flex("09099998888").post("send_otp", otp_channel="sms"), 422, "CUSTOMER_NOT_FOUND")
     error(hanako.post("verify_otp", otp_code="123456"), 400, "MISSING_FIELD")
     error(hanako.post("verify_otp", otp_code="123456", otp_challenge="not-a-challenge"), 400, "INVALID_PARAMETER")
     error(hanako.client.post("/flexible/" + TAGS["verify_user"], data="[1]", content_type="application/json"),
           400, "MALFORMED_REQUEST")
     taro = flex("09012345041")
-    for _ in range(5):
+    for _ in range(3):  # THROTTLE_FREE_EVENTS: three codes free, then growing delays (Security -> Abuse limits)
         taro.send_code()
     error(taro.post("send_otp", otp_channel="sms"), 429, "OTP_RATE_LIMITED")
 
@@ -223,10 +237,12 @@ def test_the_caller_check_guards_the_flexible_endpoints_too(make_app, phone):
 # --- the standard webhook is untouched ----------------------------------------------------------------------------
 
 def test_the_standard_webhook_issues_no_credential(caller, store):
-    """verify_otp through POST /webhook answers exactly what it did (no auth_token) and stores no credential."""
+    """verify_otp through POST /webhook answers no auth_token and stores no credential; after a right code it answers
+    card_count and email_registered, which verify_user no longer discloses (issue 12)."""
     hanako = caller()
     verified = hanako.authenticate()
-    assert verified == {"otp_verified": True, "otp_attempts_left": 3, "auth_level": 1}
+    assert verified == {"otp_verified": True, "otp_attempts_left": 3, "auth_level": 1, "email_registered": True,
+                        "card_count": 4}
     with store.unit_of_work() as uow:
         assert uow.session.scalar(select(func.count(AuthToken.id))) == 0
 
@@ -274,12 +290,15 @@ def test_seed_dialog_1_through_flexible_endpoints(flex, store, phone):
     assert card_status(store, "+819000001111", "4444") == "inactive"
 
 
-def test_both_edges_share_the_send_limit_and_the_failure_count(flex, caller, phone, make_app):
-    """Codes sent through /webhook and /flexible count against one OTP_SEND_LIMIT per customer; wrong codes through
-    either count toward one OTP_FAILURE_LIMIT: the same handler functions apply the same rules."""
-    standard, flexible = caller("09012345041"), flex("09012345041")
+def test_both_edges_share_the_send_limit(make_app, store_url, phone):
+    """Codes sent through /webhook and /flexible count against one OTP_SEND_LIMIT per customer and class: the same
+    handler functions apply the same rules (growing delays and the per-session limit set aside here)."""
+    app = make_app(database_url=store_url, throttle_free_events=20, otp_session_send_limit=20)
+    client = app.test_client()
+    standard = Caller(client, phone, "shared-sends", "09012345041")
+    flexible = FlexibleCaller(client, phone, "09012345041")
     for _ in range(3):
-        standard.call("send_otp", otp_channel="sms")
+        assert standard.call("send_otp", otp_channel="sms")["otp_sent"] is True
     flexible.send_code()
     flexible.send_code()
     limited = flexible.post("send_otp", otp_channel="sms")
@@ -287,19 +306,28 @@ def test_both_edges_share_the_send_limit_and_the_failure_count(flex, caller, pho
     assert standard.call("send_otp", otp_channel="sms")["webhook_error_code"] == "OTP_RATE_LIMITED"
 
 
-def test_wrong_codes_on_both_edges_disable_otp_together(make_app, phone):
-    """With OTP_FAILURE_LIMIT=4, two wrong codes on each edge disable OTP for the customer on both."""
-    app = make_app(otp_failure_limit=4)
+def test_wrong_codes_on_both_edges_count_toward_one_throttle(make_app, store_url, phone):
+    """With OTP_FAILURE_LIMIT=4, two wrong codes on each edge (neither reaching the limit alone) throttle new codes
+    for anonymous sessions on both edges together; the customer is not disabled (issue 12), and her own line still
+    gets and uses a code."""
+    app = make_app(database_url=store_url, otp_failure_limit=4, throttle_free_events=20)
     client = app.test_client()
-    standard = Caller(client, phone, "limits", "09000001111")
+    standard = Caller(client, phone, "shared-failures", "09000001111")
     flexible = FlexibleCaller(client, phone)
     standard.call("send_otp", otp_channel="sms")
-    flexible.send_code()
     wrong = "000000" if phone.last_code() != "000000" else "111111"
-    standard.call("verify_otp", otp_code=wrong)
-    standard.call("verify_otp", otp_code=wrong)
-    assert flexible.type_code(wrong)["otp_verified"] is False
-    assert flexible.type_code(wrong)["otp_verified"] is False  # the fourth wrong code in a row
+    assert standard.call("verify_otp", otp_code=wrong)["otp_verified"] is False
+    assert standard.call("verify_otp", otp_code=wrong)["otp_verified"] is False
+    flexible.send_code()  # two wrong codes so far: below the limit
+    wrong = "000000" if phone.last_code() != "000000" else "111111"
+    assert flexible.type_code(wrong) == {"otp_verified": False, "otp_attempts_left": 2}
+    assert flexible.type_code(wrong) == {"otp_verified": False, "otp_attempts_left": 1}  # the fourth, compared
     refused = flexible.post("send_otp", otp_channel="sms")
-    assert refused.status_code == 403 and refused.get_json()["error"]["code"] == "OTP_DISABLED"
-    assert standard.call("send_otp", otp_channel="sms")["webhook_error_code"] == "OTP_DISABLED"
+    assert refused.status_code == 429 and refused.get_json()["error"]["code"] == "OTP_RATE_LIMITED"
+    assert Caller(client, phone, "fresh", "09000001111").call(
+        "send_otp", otp_channel="sms")["webhook_error_code"] == "OTP_RATE_LIMITED"
+    with service_of(app).store.unit_of_work() as uow:
+        assert uow.session.scalar(select(Customer.otp_disabled_at).where(
+            Customer.phone_e164 == "+819000001111")) is None
+    real = Caller(client, phone, "real", "09000001111", caller_id="+819000001111")
+    assert real.authenticate()["otp_verified"] is True

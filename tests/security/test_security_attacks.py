@@ -54,9 +54,9 @@ def test_forged_auth_level_opens_nothing(caller, store):
                                        auth_level=1)) == "AUTH_REQUIRED"
 
 
-def test_trusted_upstream_auth_level_still_cannot_change_a_card(make_app, phone):
+def test_trusted_upstream_auth_level_still_cannot_change_a_card(make_app, store_url, phone):
     """Even when reads trust an upstream auth_level, a lock needs a code verified in this session."""
-    app = make_app(trust_upstream_auth_level=True)
+    app = make_app(database_url=store_url, trust_upstream_auth_level=True)
     from webhook.app import service_of
 
     mallory = Caller(app.test_client(), phone, "upstream-forged", HANAKO)
@@ -170,10 +170,10 @@ def test_brute_force_across_challenges_is_throttled_and_never_disables_the_custo
     assert caller(ICHIRO).authenticate()["otp_verified"] is True
 
 
-def test_a_right_code_resets_the_consecutive_failures(make_app, phone):
+def test_a_right_code_resets_the_consecutive_failures(make_app, store_url, phone):
     """Nine wrong codes, then the right one, then nine more: the class's count starts again after the right code, so
     the daily failure limit (ten) is never reached (delays and per-session limits set aside for this test)."""
-    app = make_app(otp_send_limit=20, otp_daily_send_limit=20, otp_session_send_limit=20,
+    app = make_app(database_url=store_url, otp_send_limit=20, otp_daily_send_limit=20, otp_session_send_limit=20,
                    otp_session_failure_limit=50, throttle_free_events=50)
     hanako = Caller(app.test_client(), phone, "careless-hanako", HANAKO)
 
