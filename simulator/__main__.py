@@ -255,8 +255,9 @@ def _resetter(args: argparse.Namespace, webhook: Any, err):
                                  f"{(done.stderr or done.stdout).strip().splitlines()[-1:] or ''}")
         return shell
     app = _flask_app(webhook)
-    if app is None or "store" not in app.cli.commands or "reset" not in getattr(
-            app.cli.commands["store"], "commands", {}):
+    # get_command, not .commands: the app's CLI groups load on first use (webhook.app.LazyCommands).
+    store_group = app.cli.get_command(None, "store") if app is not None else None
+    if store_group is None or "reset" not in getattr(store_group, "commands", {}):
         return lambda: None
     runner = app.test_cli_runner()
 
