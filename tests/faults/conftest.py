@@ -74,12 +74,17 @@ class PgCluster:
 
     def freeze(self) -> None:
         """Every server process stopped in its tracks: sockets stay open, nothing answers (a hung host)."""
-        for pid in self.pids():
-            os.kill(pid, signal.SIGSTOP)
+        self._signal_all(signal.SIGSTOP)
 
     def thaw(self) -> None:
+        self._signal_all(signal.SIGCONT)
+
+    def _signal_all(self, signum: int) -> None:
         for pid in self.pids():
-            os.kill(pid, signal.SIGCONT)
+            try:
+                os.kill(pid, signum)
+            except ProcessLookupError:
+                pass  # a backend that ended between the listing and the signal (its client hung up): nothing to do
 
     def running(self) -> bool:
         return (self.data / "postmaster.pid").exists()
