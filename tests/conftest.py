@@ -302,6 +302,25 @@ def caller(client, phone):
     return factory
 
 
+# --- logs -------------------------------------------------------------------------------------------------------
+
+@pytest.fixture
+def log_lines():
+    """`log_lines()`: every line the service's JSON formatter wrote during the test, parsed (as it reaches stdout)."""
+    import io
+    import logging
+
+    from webhook.logs import CloudLoggingFormatter
+
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(CloudLoggingFormatter())
+    logger = logging.getLogger("lockcard")
+    logger.addHandler(handler)
+    yield lambda: [json.loads(line) for line in stream.getvalue().splitlines()]
+    logger.removeHandler(handler)
+
+
 # --- real browser -------------------------------------------------------------------------------------------
 
 from tests.browser import chromium, chromium_page  # noqa: E402,F401 - shared fixtures

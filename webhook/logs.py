@@ -122,6 +122,28 @@ def call_fields(*, tag: str | None, session: str | None, latency_s: float, statu
     return fields
 
 
+class _StdoutHandler(logging.StreamHandler):
+    """Writes to whatever sys.stdout is at the time (not the object it was when configured: a test's capture, a
+    reopened stream); and when a write fails, says so without the record's arguments, which logging's own
+    handleError prints to stderr — the unscrubbed values of a careless log call."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stdout)
+
+    @property
+    def stream(self):  # type: ignore[override]
+        return sys.stdout
+
+    @stream.setter
+    def stream(self, _value) -> None:
+        pass
+
+    def handleError(self, record: logging.LogRecord) -> None:  # noqa: N802 - logging's name
+        if logging.raiseExceptions and sys.stderr:
+            error = sys.exc_info()[1]
+            sys.stderr.write(f"lockcard log line not written: {type(error).__name__}\n")
+
+
 def configure() -> None:
     """Route the service's loggers to stdout as JSON, once."""
     root = logging.getLogger("lockcard")
@@ -133,7 +155,7 @@ def configure() -> None:
     logging.logThreads = False
     logging.logProcesses = False
     logging.logMultiprocessing = False
-    handler = logging.StreamHandler(sys.stdout)
+    handler = _StdoutHandler()
     handler.setFormatter(CloudLoggingFormatter())
     handler._lockcard = True  # type: ignore[attr-defined]
     root.addHandler(handler)

@@ -4,9 +4,7 @@ a code after it expired; every attempt within its deadline; one JSON log line pe
 from __future__ import annotations
 
 import datetime as dt
-import io
 import json
-import logging
 import os
 import re
 import signal
@@ -24,7 +22,6 @@ from tests.conftest import TEST_KEY, cx_request
 from tests.local_servers import SilentServer, free_port
 from tests.notify.conftest import outbox_rows
 from webhook.app import service_of
-from webhook.logs import CloudLoggingFormatter
 
 ROOT = Path(__file__).resolve().parents[2]
 HANAKO, ICHIRO, MISAKI = "09000001111", "09000002222", "09012345041"
@@ -196,18 +193,6 @@ def test_an_smtp_gateway_that_drips_is_cut_at_the_deadline(make_app, store_url):
         assert row.status == "failed" and "NOTIFY_DEADLINE_SECONDS" in row.last_error and row.lease_until is None
     finally:
         server.close()
-
-
-@pytest.fixture
-def log_lines():
-    """Every line the service's JSON formatter writes, as it would reach stdout."""
-    stream = io.StringIO()
-    handler = logging.StreamHandler(stream)
-    handler.setFormatter(CloudLoggingFormatter())
-    logger = logging.getLogger("lockcard")
-    logger.addHandler(handler)
-    yield lambda: [json.loads(line) for line in stream.getvalue().splitlines()]
-    logger.removeHandler(handler)
 
 
 def test_one_json_log_line_per_delivery_without_the_code_or_the_number(make_app, phone, log_lines):

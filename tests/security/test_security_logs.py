@@ -2,7 +2,6 @@
 a full phone number or a full e-mail address anywhere in the output of a whole seed dialog."""
 from __future__ import annotations
 
-import io
 import json
 import logging
 import re
@@ -10,23 +9,11 @@ import re
 import pytest
 
 from tests.conftest import Caller, cx_request
-from webhook.logs import CloudLoggingFormatter, scrub
+from webhook.logs import scrub
 
 TRACE = "105445aa7843bc8bf206b12000100000"
 HANAKO_FORMS = ("09000001111", "+819000001111", "819000001111", "9000001111", "090-0000-1111",
                 "hanako.sato@example.jp", "hanako.sato")
-
-
-@pytest.fixture
-def log_lines():
-    """Every line the service's JSON formatter writes, as it would reach stdout."""
-    stream = io.StringIO()
-    handler = logging.StreamHandler(stream)
-    handler.setFormatter(CloudLoggingFormatter())
-    logger = logging.getLogger("lockcard")
-    logger.addHandler(handler)
-    yield lambda: [json.loads(line) for line in stream.getvalue().splitlines()]
-    logger.removeHandler(handler)
 
 
 class TracedCaller(Caller):
@@ -153,3 +140,22 @@ def test_a_log_reader_cannot_replay_a_session_it_sees_in_the_logs(make_app, phon
     rekeyed = make_app(log_session_key="another-deployment-key-0123456789")
     TracedCaller(rekeyed.test_client(), phone, "dialog-1-secret-session", "09000001111").call("verify_user")
     assert log_lines()[-1]["session"] != first["session"]
+
+
+def test_a_log_line_that_cannot_be_written_spills_nothing(capfd, monkeypatch):
+    """Standard output closed under the service (a broken pipe, a closed capture): logging's own error report would
+    print the record's arguments to stderr unscrubbed; ours names the failure and nothing else."""
+    import io
+    import logging
+
+    from webhook.logs import configure
+
+    configure()
+    closed = io.StringIO()
+    closed.close()
+    monkeypatch.setattr("sys.stdout", closed)
+    logging.getLogger("lockcard.webhook").warning("stray %s", "lcat_c0w0eVXTHeNa-fOd2GIVYGhioMM")
+    monkeypatch.undo()
+    err = capfd.readouterr().err
+    assert "lockcard log line not written: ValueError" in err
+    assert "lcat_" not in err and "stray" not in err
