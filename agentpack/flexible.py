@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Iterator
 
 from agentpack.settings import PackSettings
+from agentpack.voice import nodes
 
 FLEXIBLE_PATH = "/flexible/"
 _NS = uuid.UUID("0b5c0f54-6a0e-4b8e-9d5e-7a1f4c2b9e31")
@@ -136,16 +137,6 @@ _AUTHENTICATED = "$session.params.auth_level >= $session.params.auth_level_req"
 _WITH_TOKEN = _AUTHENTICATED + " AND $session.params.auth_token != null"
 
 
-def _nodes(node) -> Iterator[dict]:
-    if isinstance(node, dict):
-        yield node
-        for v in node.values():
-            yield from _nodes(v)
-    elif isinstance(node, list):
-        for v in node:
-            yield from _nodes(v)
-
-
 def use_flexible_webhooks(flows_dir: Path, standard_webhook: str) -> int:
     """Point every fulfillment that calls the standard webhook at the flexible webhook named as its tag (in place);
     require the credential where the Lock card flow skips Authentication. Returns the number of calls rewritten."""
@@ -153,7 +144,7 @@ def use_flexible_webhooks(flows_dir: Path, standard_webhook: str) -> int:
     for path in sorted(Path(flows_dir).rglob("*.json")):
         data = json.loads(path.read_text(encoding="utf-8"))
         changed = False
-        for node in _nodes(data):
+        for node in nodes(data):
             if node.get("webhook") == standard_webhook:
                 if node.get("tag") not in CALLS_BY_TAG:
                     raise ValueError(f"{path}: tag {node.get('tag')!r} has no flexible webhook")

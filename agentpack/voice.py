@@ -159,19 +159,20 @@ def _builds_from_digits(value: Any, twins) -> bool:
 
 # --- walking the flows -----------------------------------------------------------------------------------------
 
-def _nodes(node: Any) -> Iterator[dict]:
+def nodes(node: Any) -> Iterator[dict]:
+    """Every JSON object inside an exported resource, depth first (fulfillments, routes, handlers…)."""
     if isinstance(node, dict):
         yield node
         for v in node.values():
-            yield from _nodes(v)
+            yield from nodes(v)
     elif isinstance(node, list):
         for v in node:
-            yield from _nodes(v)
+            yield from nodes(v)
 
 
 def _presets(resources: list[dict]) -> Iterator[dict]:
     for resource in resources:
-        for node in _nodes(resource):
+        for node in nodes(resource):
             for action in node.get("setParameterActions") or []:
                 if isinstance(action, dict) and "parameter" in action:
                     yield action
@@ -234,7 +235,7 @@ def _actions_with_twins(actions: list, twins) -> list:
 
 def add_voice(resource: dict, twins) -> dict:
     """Twin every text message and every preset of a twinned parameter in a flow, page or route group, in place."""
-    for node in list(_nodes(resource)):
+    for node in list(nodes(resource)):
         if isinstance(node.get("messages"), list):
             node["messages"] = _with_twins(node["messages"], twins)
         if isinstance(node.get("caseContent"), list):
