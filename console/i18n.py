@@ -94,6 +94,10 @@ TEXT: dict[str, dict[str, str]] = {
     "not_signed_in": {"ja": "ログインできません", "en": "Not signed in"},
     "lock_type": {"ja": "種別", "en": "Type"},
     "temporary": {"ja": "一時停止", "en": "temporary"},
+    # A card's status as the call centre says it; the seed's value stays beside it for the record.
+    "card_active": {"ja": "利用可能 (active)", "en": "usable (active)"},
+    "card_inactive": {"ja": "一時停止 (inactive)", "en": "temporarily locked (inactive)"},
+    "card_blocked": {"ja": "永久停止 (blocked)", "en": "permanently locked (blocked)"},
     "permanent": {"ja": "永久停止", "en": "permanent"},
     "reason": {"ja": "理由", "en": "Reason"},
     "number": {"ja": "受付番号", "en": "Number"},

@@ -48,7 +48,7 @@ def test_a_supervisor_answers_a_handoff_and_the_customer_sms_is_in_the_outbox(br
         row.get_by_role("link").click()
         expect(page.locator("#caller-phone")).to_have_text("09000001111")
         expect(page.locator("#caller-name")).to_have_text("佐藤 花子")
-        expect(page.locator("#status-then")).to_have_text("inactive")
+        expect(page.locator("#status-then")).to_have_text("一時停止 (inactive)")
         page.check("#resolution-reactivated")
         page.fill("#note", "ご本人確認済み。カードが見つかったとのこと")
         page.click("#answer-submit")

@@ -102,7 +102,7 @@ def test_opening_a_handoff_shows_whom_to_call_and_is_audited(console_app, operat
     assert "09000001111" in page and "佐藤 花子" in page
     viewed = audit_rows(operator(app).store, "handoff.viewed")
     assert [(e.actor, e.after["handoff_id"]) for e in viewed] == [(OPERATOR, handoff_id)]
-    assert 'id="status-then">inactive' in page
+    assert 'id="status-then">一時停止 (inactive)' in page
 
 
 def test_a_supervisor_reactivates_and_the_customer_gets_an_sms(console_app, operator, phone):
