@@ -67,7 +67,8 @@ def serve(request: Request, service: Service, handle: Callable[[Any], Outcome] |
         return _answer(request, service, _refuse(413, "BODY_TOO_LARGE", f"body over {MAX_BODY_BYTES} bytes"), started,
                        {"Connection": "close"})
     try:
-        payload = json.loads(raw)
+        # orjson: strict JSON (no NaN, no lone surrogates, nesting capped at 1,024) and 4× faster than the json module.
+        payload = orjson.loads(raw)
     except (ValueError, RecursionError):
         return _answer(request, service, _refuse(400, "MALFORMED_REQUEST", "body is not valid JSON"), started)
     return _answer(request, service, (handle or service.handle)(payload), started)
@@ -121,7 +122,7 @@ def _answer(request: Request, service: Service, outcome: Outcome, started: float
     fields = logs.call_fields(
         tag=outcome.tag, session=logs.session_ref(outcome.session, key), latency_s=latency_s,
         status=outcome.status, error_code=outcome.error_code, reason=outcome.extra.get("reason"),
-        method=request.method, path=request.path, user_agent=request.headers.get("User-Agent"),
+        method=request.method, path=request.path, user_agent=request.environ.get("HTTP_USER_AGENT"),
         trace=trace_fields(request, settings.google_cloud_project))
     if outcome.error_code in _SERVICE_FAULTS:
         level = logging.ERROR
@@ -129,7 +130,7 @@ def _answer(request: Request, service: Service, outcome: Outcome, started: float
         level = logging.WARNING
     else:
         level = logging.INFO
-    log.log(level, "webhook call", extra={logs.CALL_FIELDS: fields})
+    log.log(level, logs.CALL_MESSAGE, extra={logs.CALL_FIELDS: fields})
     return json_response(outcome.status, outcome.body, headers)
 
 
@@ -137,8 +138,14 @@ def trace_fields(request: Request, project: str | None) -> dict[str, object]:
     """Cloud Logging's trace, spanId and trace_sampled, from X-Cloud-Trace-Context or W3C traceparent."""
     trace_id = span_id = None
     sampled = False
-    legacy = _TRACE_CONTEXT.match(request.headers.get("X-Cloud-Trace-Context", "").strip())
-    w3c = _TRACEPARENT.match(request.headers.get("traceparent", "").strip())
+    # The WSGI environ, not request.headers: most calls carry neither header, and this is the cheap way to see that.
+    environ = request.environ
+    legacy_header = environ.get("HTTP_X_CLOUD_TRACE_CONTEXT")
+    w3c_header = environ.get("HTTP_TRACEPARENT")
+    if not legacy_header and not w3c_header:
+        return {}
+    legacy = _TRACE_CONTEXT.match(legacy_header.strip()) if legacy_header else None
+    w3c = _TRACEPARENT.match(w3c_header.strip()) if w3c_header else None
     if legacy:
         trace_id = legacy.group(1).lower()
         span = int(legacy.group(2)) if legacy.group(2) else 0

@@ -159,3 +159,32 @@ def test_a_log_line_that_cannot_be_written_spills_nothing(capfd, monkeypatch):
     err = capfd.readouterr().err
     assert "lockcard log line not written: ValueError" in err
     assert "lcat_" not in err and "stray" not in err
+
+
+@pytest.mark.parametrize("created", [0.0, 1.5, -1.5, -0.0000004, 1764660896.0769999, 1764660896.9999996,
+                                     1764660896.0000004, 1764660896.0005, 1764660896.9995, 1764660896.999499,
+                                     4102444799.9999995])
+def test_the_log_time_is_what_datetime_writes(created):
+    """The per-second cache of the line's time writes exactly what datetime.isoformat writes, rounding included."""
+    import datetime as dt
+
+    from webhook.logs import iso_time
+
+    expected = dt.datetime.fromtimestamp(created, dt.timezone.utc).isoformat(timespec="milliseconds")
+    assert iso_time(created) == expected
+    assert iso_time(created + 1) == dt.datetime.fromtimestamp(created + 1, dt.timezone.utc).isoformat(
+        timespec="milliseconds")  # the next second is formatted anew, not served from the cache
+
+
+def test_the_log_time_matches_datetime_over_many_random_instants():
+    """100,000 random instants across 1970–2100, alternating seconds so the cache is both hit and missed."""
+    import datetime as dt
+    import random
+
+    from webhook.logs import iso_time
+
+    rng = random.Random(15)
+    for _ in range(100_000):
+        created = rng.uniform(0, 4_102_444_800)
+        assert iso_time(created) == dt.datetime.fromtimestamp(created, dt.timezone.utc).isoformat(
+            timespec="milliseconds"), created
