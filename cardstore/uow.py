@@ -220,6 +220,9 @@ class Store:
         self.breaker = Breaker()
         self._engine: Engine | None = None
         self._lock = threading.Lock()
+        # SQLite only: each thread's own connection for one-statement reads (see reader_connection).
+        self._kept = threading.local()
+        self._reader_connections: set[PoolProxiedConnection] = set()
 
     @property
     def engine(self) -> Engine:
@@ -234,7 +237,37 @@ class Store:
 
         A read-only unit never takes SQLite's write lock and refuses `commit()`: anything it wrote is rolled back.
         """
-        return UnitOfWork(self.engine, self.breaker, read_only=read_only)
+        readers = self if read_only and self.url.startswith("sqlite") else None
+        return UnitOfWork(self.engine, self.breaker, read_only=read_only, readers=readers)
+
+    def reader_connection(self) -> PoolProxiedConnection:
+        """This thread's SQLite connection for one-statement reads, opened on its first use and kept.
+
+        A read tag is one statement, in autocommit: it holds no transaction, so a kept connection pins no snapshot
+        and blocks no checkpoint, and each read sees every commit made before it. Keeping it saves the pool's
+        checkout and check-in (with its reset), which cost a webhook read more than SQLite takes to answer. It is
+        detached from the pool: it takes none of the pool's slots from the writers. SQLite only — on PostgreSQL a
+        kept connection per thread would be a server connection per thread; reads there check one out of the pool.
+        """
+        kept = getattr(self._kept, "connection", None)
+        if kept is None:
+            kept = self.engine.raw_connection()  # with the pool's connect-time pragmas (WAL, busy timeout …)
+            kept.detach()
+            with self._lock:
+                self._reader_connections.add(kept)
+            self._kept.connection = kept
+        return kept
+
+    def drop_reader_connection(self, connection: PoolProxiedConnection) -> None:
+        """Close a kept reader connection that failed; the thread opens a new one on its next read."""
+        if getattr(self._kept, "connection", None) is connection:
+            self._kept.connection = None
+        with self._lock:
+            self._reader_connections.discard(connection)
+        try:
+            connection.close()
+        except Exception:  # noqa: BLE001 - it is being thrown away because it failed
+            pass
 
     def ping(self) -> None:
         """Raise StoreUnavailable unless the database answers a trivial query (a health probe: it reaches the store
@@ -247,6 +280,14 @@ class Store:
         self.breaker.reset()
 
     def dispose(self) -> None:
+        with self._lock:
+            kept, self._reader_connections = self._reader_connections, set()
+        for connection in kept:
+            try:
+                connection.close()
+            except Exception:  # noqa: BLE001 - closing what another thread may still hold; SQLite tolerates it
+                pass
+        self._kept = threading.local()
         if self._engine is not None:
             self._engine.dispose()
 
@@ -262,10 +303,12 @@ class UnitOfWork:
     that only reads through `read()` never builds a session.
     """
 
-    def __init__(self, engine: Engine, breaker: Breaker | None = None, *, read_only: bool = False) -> None:
+    def __init__(self, engine: Engine, breaker: Breaker | None = None, *, read_only: bool = False,
+                 readers: Store | None = None) -> None:
         self._engine = engine
         self._breaker = breaker
         self.read_only = read_only
+        self._readers = readers  # a store keeping a connection per thread for one-statement reads (SQLite)
         self._pooled: PoolProxiedConnection | None = None  # the DBAPI connection, checked out on first use
         self._connection: Connection | None = None  # SQLAlchemy's, over it, once the session needs one
         self._session: Session | None = None
@@ -358,7 +401,8 @@ class UnitOfWork:
     def _read_plain(self, query: PlainQuery, values: dict[str, Any]) -> list[tuple]:
         dialect = self._engine.dialect
         compiled = query.compiled(dialect)
-        pooled = self._checkout()
+        kept = self._readers is not None and self._pooled is None
+        pooled = self._readers.reader_connection() if kept else self._checkout()
         dbapi_conn = pooled.dbapi_connection
         autocommit = dialect.name == "postgresql"
         cursor = None
@@ -370,7 +414,10 @@ class UnitOfWork:
             rows = cursor.fetchall()
         except dialect.loaded_dbapi.Error as exc:
             disconnect = dialect.is_disconnect(exc, dbapi_conn, cursor)
-            if disconnect:
+            if kept:
+                # Whatever went wrong, the next read opens a fresh connection rather than trust this one.
+                self._readers.drop_reader_connection(pooled)
+            elif disconnect:
                 # As SQLAlchemy does on a disconnect: drop this connection and the pool's older ones.
                 self._engine.pool._invalidate(pooled, exc)
             raise DBAPIError.instance(compiled.sql, None, exc, dialect.loaded_dbapi.Error, hide_parameters=True,

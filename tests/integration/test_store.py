@@ -131,3 +131,78 @@ def test_flask_store_reset_refuses_production(tmp_path, monkeypatch):
     monkeypatch.setattr(service, "settings", service.settings.model_copy(update={"app_env": "production"}))
     result = app.test_cli_runner().invoke(args=["store", "reset", "--yes"])
     assert result.exit_code != 0 and "refuses APP_ENV=production" in result.output
+
+
+# --- the kept reader connection (SQLite): one-statement reads skip the pool ------------------------------------
+
+def _lock_through_another_connection(url: str, last4: str) -> None:
+    """Change a card as another process would: its own engine, its own commit."""
+    other = Store(url)
+    try:
+        with other.unit_of_work() as uow:
+            uow.session.execute(Card.__table__.update().where(Card.last4 == last4).values(status="inactive"))
+            uow.commit()
+    finally:
+        other.dispose()
+
+
+def test_a_read_sees_a_change_committed_just_before_it(make_app, phone, sqlite_url):
+    """Truth: the kept connection holds no snapshot between reads — a card locked elsewhere reads as locked at once."""
+    app = make_app()
+    hanako = Caller(app.test_client(), phone, "kept-reader", "09000001111")
+    hanako.authenticate()
+    assert hanako.call("validate_card", last_four_digit_of_card_number="4444")["card_status"] == "active"
+    _lock_through_another_connection(sqlite_url, "4444")
+    assert hanako.call("validate_card", last_four_digit_of_card_number="4444")["card_status"] == "inactive"
+
+
+def test_reads_reuse_one_connection_per_thread_outside_the_pool(make_app, phone):
+    """Ten read tags after the first: no pool checkout at all, and the pool's slots stay free for the writers."""
+    from sqlalchemy import event
+
+    app = make_app()
+    hanako = Caller(app.test_client(), phone, "kept-reader-pool", "09000001111")
+    hanako.authenticate()
+    hanako.call("get_card_details")  # this thread's first read opens its connection
+    store = app.extensions["lockcard"].store
+    checkouts = []
+    listener = lambda *args: checkouts.append(1)  # noqa: E731
+    event.listen(store.engine, "checkout", listener)
+    try:
+        for _ in range(5):
+            assert hanako.call("get_card_details")["card_count"] >= 1
+            assert hanako.call("validate_card", last_four_digit_of_card_number="4444")["card_found"] is True
+    finally:
+        event.remove(store.engine, "checkout", listener)
+    assert checkouts == []
+    assert store.engine.pool.checkedout() == 0
+
+
+def test_a_broken_reader_connection_is_replaced_and_the_read_still_answers(make_app, phone):
+    """The kept connection dies (closed under it): the read opens a new one and answers; nothing hands over."""
+    app = make_app()
+    hanako = Caller(app.test_client(), phone, "kept-reader-broken", "09000001111")
+    hanako.authenticate()
+    store = app.extensions["lockcard"].store
+    assert hanako.call("get_card_details")["card_count"] >= 1
+    broken = store.reader_connection()
+    broken.dbapi_connection.close()
+    answer = hanako.call("get_card_details")
+    assert "webhook_error_code" not in answer and answer["card_count"] >= 1
+    assert store.reader_connection() is not broken
+
+
+def test_dispose_closes_the_kept_reader_connections(make_app, phone):
+    """Store.dispose closes every thread's kept connection (a test, a reload or a shutdown leaves no file open)."""
+    import sqlite3
+
+    app = make_app()
+    hanako = Caller(app.test_client(), phone, "kept-reader-dispose", "09000001111")
+    hanako.authenticate()
+    hanako.call("get_card_details")
+    store = app.extensions["lockcard"].store
+    kept = store.reader_connection().dbapi_connection
+    store.dispose()
+    with pytest.raises(sqlite3.ProgrammingError):
+        kept.execute("SELECT 1")
+    assert hanako.call("get_card_details")["card_count"] >= 1  # a new one, on the next read
