@@ -74,3 +74,13 @@ def test_serving_a_request_imports_nothing_only_the_cli_uses(tmp_path):
     code = FIRST_REQUEST + (f"loaded = sorted(m for m in sys.modules if any(m == c or m.startswith(c + '.') "
                             f"for c in {CLI_ONLY!r})); print(json.dumps([status[0], loaded]))")
     assert json.loads(run_python(code, tmp_path)) == ["200 OK", []]
+
+
+def test_what_start_up_built_is_out_of_the_collectors_sight(tmp_path):
+    """After `main.app` built the app, a full collection walks only what requests made since: start-up's objects
+    (modules, metadata, validators) are frozen, not rescanned in some caller's turn."""
+    code = FIRST_REQUEST + ("import gc; tracked = len(gc.get_objects()); frozen = gc.get_freeze_count(); "
+                            "print(json.dumps([status[0], frozen, tracked]))")
+    status, frozen, tracked = json.loads(run_python(code, tmp_path))
+    assert status == "200 OK"
+    assert frozen > 20_000 and tracked < frozen / 5, (frozen, tracked)
