@@ -1,0 +1,114 @@
+"""`python -m bench.instructions [TAG …]`: instructions per request, service vs the bare Flask baseline, counted by
+valgrind's callgrind — the same figure however busy the machine is.
+
+wrk's req/s on a shared two-core machine moves by ±20 % from one run to the next; an instruction count does not
+(the same code, inputs and environment give the same total). Each app is called in-process through WSGI (no
+sockets, no gunicorn) on the benchmark's own CX bodies and generated store (bench/seed.py, built once under
+/dev/shm or the temp dir); callgrind counts only inside the measured loop (`--toggle-collect` on the C function
+that drives it), after a warm-up pass. Reads only: a write needs a fresh customer per call (use bench.profile).
+
+Prints, per tag, the instructions of one service call and of one baseline call and their ratio — the upper bound
+of the req/s ratio wrk would see if both servers spent nothing else per request (gunicorn, the kernel and wrk add
+the same cost to both, so the wrk ratio lies between this one and 1). Needs valgrind (Debian: apt-get install
+valgrind); about a minute per app and tag.
+"""
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+READS = ("get_card_details", "validate_card")
+READERS = 1000
+# The C function that drives the measured loop: callgrind collects while it is on the stack, nowhere else.
+DRIVER = "functools_reduce"
+
+
+def store_path() -> Path:
+    base = Path("/dev/shm") if Path("/dev/shm").is_dir() else Path(tempfile.gettempdir())
+    return base / "lockcard-instructions.sqlite3"
+
+
+def child(app_name: str, short: str, calls: int, work: Path) -> None:
+    """Runs under callgrind: build the app, warm it, then `calls` requests inside functools.reduce."""
+    from bench import seed
+    from bench.bodies import TAGS, body
+    from bench.profile import wsgi_call
+
+    os.environ.update(DATABASE_URL=f"sqlite:///{store_path()}", NOTIFY_BACKEND="file",
+                      NOTIFY_FILE=str(work / "notify.jsonl"), OTP_HASH_KEY=seed.BENCH_OTP_KEY, APP_ENV="development")
+    import main as entry
+
+    app = entry.app
+    bodies = [body(short, i % READERS) for i in range(calls)]
+    status, out = wsgi_call(app, bodies[0])
+    if not status.startswith("200") or b"webhook_error" in out:
+        raise SystemExit(f"{short}: the service answered {status} {out[:200]!r}")
+    if app_name == "baseline":
+        answers = work / "answers.json"
+        answers.write_text(json.dumps({TAGS[short]: json.loads(out)}, ensure_ascii=False), encoding="utf-8")
+        os.environ["BENCH_BASELINE_RESPONSES"] = str(answers)
+        from bench.baseline import create_app
+
+        app = create_app()
+    devnull = open(os.devnull, "w")  # the service's log lines are written (part of the cost), to /dev/null
+    sys.stdout = devnull
+    for raw in bodies:  # warm: compiled statements, caches, the phone-number cache
+        wsgi_call(app, raw)
+    functools.reduce(lambda _, raw: wsgi_call(app, raw), bodies, None)
+    sys.stdout = sys.__stdout__
+
+
+def count(app_name: str, short: str, calls: int, work: Path) -> int:
+    """Instructions callgrind counted for `calls` requests of `short` to `app_name`."""
+    out = work / f"callgrind.{app_name}.{short}"
+    subprocess.run(["valgrind", "--tool=callgrind", "--collect-atstart=no", f"--toggle-collect={DRIVER}",
+                    f"--callgrind-out-file={out}", sys.executable, "-m", "bench.instructions", "--child",
+                    app_name, short, str(calls), str(work)],
+                   cwd=ROOT, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    for line in out.read_text().splitlines():
+        if line.startswith(("summary:", "totals:")):
+            return int(line.split()[1])
+    raise SystemExit(f"no totals in {out}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["--child"]:
+        child(argv[1], argv[2], int(argv[3]), Path(argv[4]))
+        return 0
+    parser = argparse.ArgumentParser(prog="python -m bench.instructions", description=__doc__.splitlines()[0])
+    parser.add_argument("tags", nargs="*", help=f"read tags among {', '.join(READS)} (default both)")
+    parser.add_argument("--calls", type=int, default=400, help="measured requests per app and tag")
+    args = parser.parse_args(argv)
+    args.tags = args.tags or list(READS)
+    for short in args.tags:
+        if short not in READS:
+            parser.error(f"unknown read tag {short!r} (choose from {', '.join(READS)})")
+    if shutil.which("valgrind") is None:
+        raise SystemExit("bench.instructions needs valgrind (Debian: apt-get install valgrind)")
+    from bench import seed
+
+    if not store_path().exists():
+        seed.build(f"sqlite:///{store_path()}", readers=READERS, pool=0)
+    work = Path(tempfile.mkdtemp(prefix="lockcard-instructions-"))
+    try:
+        print(f"{'tag':18s} {'service':>12s} {'baseline':>12s}  ratio (instructions per request)")
+        for short in args.tags:
+            service = count("service", short, args.calls, work) / args.calls
+            baseline = count("baseline", short, args.calls, work) / args.calls
+            print(f"{short:18s} {service:12,.0f} {baseline:12,.0f}  {baseline / service:.2f}", flush=True)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
