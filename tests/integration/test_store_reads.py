@@ -1,4 +1,4 @@
-"""The read tags' statement on a store of any size (issue 15): its indexes and its plan."""
+"""The read tags' statement on a store of any size (issue 15): its indexes, its plan, the connection's settings."""
 import sqlite3
 
 import pytest
@@ -8,7 +8,7 @@ from sqlalchemy import create_engine, inspect
 
 from cardstore.models import Base
 from cardstore.repository import _READER
-from cardstore.uow import Store
+from cardstore.uow import SQLITE_MMAP_BYTES, Store
 
 READ_INDEXES = {
     "cards": ("ix_cards_customer_views", ["customer_id", "id", "last4", "vendor", "status"], "ix_cards_customer_id"),
@@ -62,3 +62,12 @@ def test_the_read_searches_indexes_only_and_sorts_nothing(sqlite_url, tmp_path, 
             "(session=? AND customer_id=? AND verified_at>?)") in plan, plan
     assert "SCAN" not in plan and "TEMP B-TREE" not in plan, plan
 
+
+def test_a_store_connection_reads_the_file_through_a_memory_map(sqlite_url):
+    store = Store(sqlite_url)
+    try:
+        with store.unit_of_work(read_only=True) as uow:
+            assert uow.connection.exec_driver_sql("PRAGMA mmap_size").scalar() == SQLITE_MMAP_BYTES
+            assert uow.connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+    finally:
+        store.dispose()
