@@ -1,0 +1,73 @@
+"""The read tags' statement on a store of any size (issue 15): its indexes, its plan, the connection's settings."""
+import sqlite3
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import create_engine, inspect
+
+from cardstore.models import Base
+from cardstore.repository import _READER
+from cardstore.uow import SQLITE_MMAP_BYTES, Store
+
+READ_INDEXES = {
+    "cards": ("ix_cards_customer_views", ["customer_id", "id", "last4", "vendor", "status"], "ix_cards_customer_id"),
+    "verified_sessions": ("ix_verified_sessions_session_customer", ["session", "customer_id", "verified_at"],
+                          "ix_verified_sessions_session"),
+}
+
+
+def test_the_migrations_build_the_models_schema(store_url):
+    """After `store upgrade` the database is what cardstore/models.py declares: no table, column or index apart."""
+    engine = create_engine(store_url)
+    try:
+        with engine.connect() as conn:
+            assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
+    finally:
+        engine.dispose()
+
+
+def test_the_reads_covering_indexes_replace_the_narrow_ones(store_url):
+    engine = create_engine(store_url)
+    try:
+        inspector = inspect(engine)
+        for table, (name, columns, replaced) in READ_INDEXES.items():
+            indexes = {ix["name"]: ix["column_names"] for ix in inspector.get_indexes(table)}
+            assert indexes.get(name) == columns, (table, indexes)
+            assert replaced not in indexes
+    finally:
+        engine.dispose()
+
+
+def _plan(path, *, analyzed: bool) -> str:
+    conn = sqlite3.connect(path)
+    try:
+        if analyzed:
+            conn.execute("ANALYZE")
+        sql = _READER.compiled(Store(f"sqlite:///{path}").engine.dialect).sql
+        rows = conn.execute("EXPLAIN QUERY PLAN " + sql, ("session", "2000-01-01 00:00:00.000000", "+81000")).fetchall()
+        return "\n".join(row[3] for row in rows)
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize("analyzed", [False, True], ids=["no-stats", "analyzed"])
+def test_the_read_searches_indexes_only_and_sorts_nothing(sqlite_url, tmp_path, analyzed):
+    """The customer by its number's index; the cards and the verification from the covering indexes, never their
+    tables; the cards come in id order from the index (no sort step) — with or without the planner's statistics."""
+    plan = _plan(sqlite_url.removeprefix("sqlite:///"), analyzed=analyzed)
+    assert "SEARCH customers USING INDEX sqlite_autoindex_customers_1 (phone_e164=?)" in plan, plan
+    assert "SEARCH cards USING COVERING INDEX ix_cards_customer_views (customer_id=?)" in plan, plan
+    assert ("SEARCH verified_sessions USING COVERING INDEX ix_verified_sessions_session_customer "
+            "(session=? AND customer_id=? AND verified_at>?)") in plan, plan
+    assert "SCAN" not in plan and "TEMP B-TREE" not in plan, plan
+
+
+def test_a_store_connection_reads_the_file_through_a_memory_map(sqlite_url):
+    store = Store(sqlite_url)
+    try:
+        with store.unit_of_work(read_only=True) as uow:
+            assert uow.connection.exec_driver_sql("PRAGMA mmap_size").scalar() == SQLITE_MMAP_BYTES
+            assert uow.connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+    finally:
+        store.dispose()
