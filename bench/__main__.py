@@ -48,6 +48,7 @@ MAX_RATE = 3000  # req/s no server here reaches: sizes the pool of write custome
 # process start to the first answer), p99 at c=8, and the p50 growth from `--readers` to `--large` customers.
 TARGETS = {"read_ratio": 0.8, "write_ratio": 0.5, "read_p99_ms": 12.0, "write_p99_ms": 40.0, "growth": 1.1,
            "cold_start": 1.5}
+GROWTH_ROUNDS = 3  # growth: rounds alternating the two stores; the median round is reported
 QUICK = {"duration": 3, "large": 100_000, "import_runs": 5, "cold_runs": 3}  # --quick: a look in under 5 minutes
 
 
@@ -277,38 +278,58 @@ class Bench:
             store.dispose()
 
     def growth_phase(self, url: str) -> None:
-        """get_card_details at `readers` customers, then at `large` customers (read sessions spread over all)."""
+        """get_card_details at `readers` customers and at `large` customers (read sessions spread over all), one
+        server per store, runs alternating between them (GROWTH_ROUNDS rounds, medians kept): a drift in the
+        machine's load lands on both sizes alike instead of on the ratio."""
         large, small = self.args.large, self.args.readers
         print(f"\n== growth: {small} → {large} customers", flush=True)
-        _remove_sqlite(url)
+        small_url = url.replace(".sqlite3", f"-{_count(small)}.sqlite3")
+        for u in (url, small_url):
+            _remove_sqlite(u)
+        seed.timed(f"store: {small} customers", seed.build, small_url, readers=small, pool=0)
         seed.timed(f"store: {small} customers", seed.build, url, readers=small, pool=0)
         from cardstore.uow import Store
 
-        for size, prefix, stride in ((small, "read", 1), (large, "readL", large // small)):
-            if size == large:
-                store = Store(url)
-                seed.timed(f"store: +{large - small} customers", seed.add_customers, store, small, large)
-                seed.verify_sessions(store, prefix, [seed.spread_reader(k, stride) for k in range(small)])
-                store.dispose()
-            label = f"sqlite-{_count(size)}"
-            service = Server(f"service ({label})", "main:app", self.service_env(url), self.work / f"service-{label}.log")
-            try:
-                service.start()
-                service.first_answer(body("get_card_details", 0))
-                wrk(service, "get_card_details", 8, 2, mode="random", count=small, stride=stride, prefix=prefix,
-                    template_file=self.templates["get_card_details"])
+        stride = large // small
+        store = Store(url)
+        seed.timed(f"store: +{large - small} customers", seed.add_customers, store, small, large)
+        seed.verify_sessions(store, "readL", [seed.spread_reader(k, stride) for k in range(small)])
+        store.dispose()
+        sizes = [(f"sqlite-{_count(small)}", small_url, "read", 1), (f"sqlite-{_count(large)}", url, "readL", stride)]
+        servers = {label: Server(f"service ({label})", "main:app", self.service_env(u), self.work / f"service-{label}.log")
+                   for label, u, _, _ in sizes}
+        rounds: dict[tuple[str, int], list[Run]] = {}
+        try:
+            for label, _, prefix, stride_ in sizes:
+                servers[label].start()
+                servers[label].first_answer(body("get_card_details", 0))
+                wrk(servers[label], "get_card_details", 8, 2, mode="random", count=small, stride=stride_,
+                    prefix=prefix, template_file=self.templates["get_card_details"])
+            for n in range(GROWTH_ROUNDS):
                 for c in self.args.concurrency:
-                    service.mark_log()
-                    raw = wrk(service, "get_card_details", c, self.args.duration, mode="random", count=small,
-                              stride=stride, prefix=prefix, template_file=self.templates["get_card_details"])
-                    run = to_run(label, "service", "get_card_details", c, raw)
-                    run.calls = settled_calls(service)
-                    check_run(run, {}, {})
-                    self.runs.append(run)
-                    print(f"  {label:12s} c={c} {run.rps:8.0f} req/s  p50 {run.p50_ms:6.2f} ms  p99 {run.p99_ms:6.2f} ms"
-                          f"  {run.check}", flush=True)
-            finally:
+                    for label, _, prefix, stride_ in sizes if n % 2 == 0 else sizes[::-1]:
+                        service = servers[label]
+                        service.mark_log()
+                        raw = wrk(service, "get_card_details", c, self.args.duration, mode="random", count=small,
+                                  stride=stride_, prefix=prefix, template_file=self.templates["get_card_details"])
+                        run = to_run(label, "service", "get_card_details", c, raw)
+                        run.calls = settled_calls(service)
+                        check_run(run, {}, {})
+                        rounds.setdefault((label, c), []).append(run)
+                        print(f"  round {n + 1} {label:12s} c={c} {run.rps:8.0f} req/s  p50 {run.p50_ms:6.2f} ms"
+                              f"  p99 {run.p99_ms:6.2f} ms  {run.check}", flush=True)
+        finally:
+            for service in servers.values():
                 service.stop()
+        for label, _, _, _ in sizes:
+            for c in self.args.concurrency:
+                runs = rounds.get((label, c), [])
+                if not runs:
+                    continue
+                middle = sorted(runs, key=lambda r: r.p50_ms)[len(runs) // 2]  # the median run by p50
+                checks = {r.check for r in runs}
+                middle.check = "ok" if checks == {"ok"} else "; ".join(sorted(checks))
+                self.runs.append(middle)
 
     def cold_phase(self, url: str) -> None:
         """Process start to the first answer, service and baseline alternately, `--cold-runs` times each."""
