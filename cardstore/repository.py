@@ -10,7 +10,7 @@ from sqlalchemy import bindparam, exists, func, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session
-from sqlalchemy.sql import Select
+from sqlalchemy.sql import Executable, Select
 
 from cardstore.models import (
     AuditEvent,
@@ -54,9 +54,10 @@ class CustomerRow(NamedTuple):
 
 
 class _Compiled:
-    """One statement compiled for one dialect: its SQL text and how to turn values into the driver's parameters."""
+    """One statement compiled for one dialect: its SQL text, how to turn values into the driver's parameters, and
+    the driver's rows into Python values (SQLite returns a DATETIME as text, a boolean as 0 or 1)."""
 
-    def __init__(self, statement: Select, dialect: Dialect) -> None:
+    def __init__(self, statement: Executable, dialect: Dialect) -> None:
         compiled = statement.compile(dialect=dialect)
         self.sql = compiled.string
         self._order = list(compiled.positiontup) if compiled.positional else None
@@ -65,6 +66,22 @@ class _Compiled:
             processor = bind.type.dialect_impl(dialect).bind_processor(dialect)
             if processor is not None:
                 self._processors[name] = processor
+        self._results: list[tuple[int, Callable[[Any], Any]]] = []
+        for i, column in enumerate(getattr(statement, "selected_columns", ())):
+            processor = column.type.dialect_impl(dialect).result_processor(dialect, None)
+            if processor is not None:
+                self._results.append((i, processor))
+
+    def rows(self, fetched: Sequence[Sequence[Any]]) -> list[tuple]:
+        if not self._results:
+            return [tuple(row) for row in fetched]
+        out = []
+        for row in fetched:
+            row = list(row)
+            for i, processor in self._results:
+                row[i] = processor(row[i])
+            out.append(tuple(row))
+        return out
 
     def parameters(self, values: dict[str, Any]) -> tuple | dict[str, Any]:
         if self._processors:
@@ -75,10 +92,12 @@ class _Compiled:
 
 
 class PlainQuery:
-    """A read-only Core statement compiled once per dialect, for `UnitOfWork.read` to run on the DBAPI cursor:
-    SQLAlchemy's per-execution machinery costs more than SQLite takes to answer."""
+    """A Core statement compiled once per dialect, for the unit of work to run on the DBAPI cursor (`read`,
+    `execute`, `write`): SQLAlchemy's per-execution machinery costs more than SQLite takes to answer.
 
-    def __init__(self, statement: Select) -> None:
+    No Python-side column default is applied on this path: a write names every column it fills."""
+
+    def __init__(self, statement: Executable) -> None:
         self.statement = statement
         self._compiled: dict[str, _Compiled] = {}
 
@@ -153,7 +172,7 @@ class Repository:
 
     def _cards_as_read(self, customer_id: int) -> tuple[CardView, ...] | None:
         # Only while this unit has changed nothing: after a change, read the cards again.
-        return None if self._uow.has_session else self._read_cards.get(customer_id)
+        return None if self._uow.may_have_written else self._read_cards.get(customer_id)
 
     def add(self, obj: T) -> T:
         self.session.add(obj)
