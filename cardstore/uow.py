@@ -15,9 +15,9 @@ without a session — on PostgreSQL in autocommit, so a read tag is one round tr
 ROLLBACK. (One statement is atomic on its own, so such a read needs no transaction on either store.)
 
 A hot write (a lock) skips the ORM too: `execute()` runs precompiled statements in the unit's transaction on its
-DBAPI connection (begun as the session would: SQLite `BEGIN IMMEDIATE`, PostgreSQL psycopg's implicit BEGIN),
-`write()` queues precompiled writes, and `commit()` sends them — on PostgreSQL in one pipeline, one round trip —
-then the COMMIT. A unit is either plain or ORM: once it began a plain transaction, opening its session is a
+DBAPI connection (SQLite: `BEGIN IMMEDIATE`, as the session's; PostgreSQL: an explicit BEGIN pipelined with the
+first statement, one round trip), `write()` queues precompiled writes, and `commit()` sends them — on PostgreSQL
+in one pipeline, one round trip — then the COMMIT. A unit is either plain or ORM: once it began a plain transaction, opening its session is a
 programming error (`PlainTransactionOpen`); once its session is open, `execute` and `write` go through it.
 """
 from __future__ import annotations
