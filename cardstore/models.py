@@ -28,6 +28,12 @@ WEBHOOK_TRANSITIONS = {(ACTIVE, INACTIVE), (ACTIVE, BLOCKED), (INACTIVE, BLOCKED
 LOCK_REASONS = ("damaged", "stolen", "lost", "others")
 
 
+def check_lock(last4: str, status: str, lock_type: str) -> None:
+    """InvalidTransition unless the webhook may move a card from `status` to `lock_type` (inactive or blocked)."""
+    if (status, lock_type) not in WEBHOOK_TRANSITIONS:
+        raise InvalidTransition(f"card {last4}: {status} -> {lock_type} is not allowed")
+
+
 class Customer(Base):
     __tablename__ = "customers"
 
@@ -68,8 +74,7 @@ class Card(Base):
 
     def lock(self, lock_type: str) -> None:
         """Move to `lock_type` (inactive or blocked) if the webhook may; else InvalidTransition."""
-        if (self.status, lock_type) not in WEBHOOK_TRANSITIONS:
-            raise InvalidTransition(f"card {self.last4}: {self.status} -> {lock_type} is not allowed")
+        check_lock(self.last4, self.status, lock_type)
         self.status = lock_type
 
 

@@ -6,11 +6,11 @@ import datetime as dt
 import secrets
 from typing import TYPE_CHECKING, Any, Callable, NamedTuple, Sequence, TypeVar
 
-from sqlalchemy import bindparam, exists, func, insert, select
+from sqlalchemy import Integer, and_, bindparam, case, exists, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session
-from sqlalchemy.sql import Select
+from sqlalchemy.sql import Executable, Select
 
 from cardstore.models import (
     AuditEvent,
@@ -54,9 +54,10 @@ class CustomerRow(NamedTuple):
 
 
 class _Compiled:
-    """One statement compiled for one dialect: its SQL text and how to turn values into the driver's parameters."""
+    """One statement compiled for one dialect: its SQL text, how to turn values into the driver's parameters, and
+    the driver's rows into Python values (SQLite returns a DATETIME as text, a boolean as 0 or 1)."""
 
-    def __init__(self, statement: Select, dialect: Dialect) -> None:
+    def __init__(self, statement: Executable, dialect: Dialect) -> None:
         compiled = statement.compile(dialect=dialect)
         self.sql = compiled.string
         self._order = list(compiled.positiontup) if compiled.positional else None
@@ -65,6 +66,22 @@ class _Compiled:
             processor = bind.type.dialect_impl(dialect).bind_processor(dialect)
             if processor is not None:
                 self._processors[name] = processor
+        self._results: list[tuple[int, Callable[[Any], Any]]] = []
+        for i, column in enumerate(getattr(statement, "selected_columns", ())):
+            processor = column.type.dialect_impl(dialect).result_processor(dialect, None)
+            if processor is not None:
+                self._results.append((i, processor))
+
+    def rows(self, fetched: Sequence[Sequence[Any]]) -> list[tuple]:
+        if not self._results:
+            return [tuple(row) for row in fetched]
+        out = []
+        for row in fetched:
+            row = list(row)
+            for i, processor in self._results:
+                row[i] = processor(row[i])
+            out.append(tuple(row))
+        return out
 
     def parameters(self, values: dict[str, Any]) -> tuple | dict[str, Any]:
         if self._processors:
@@ -75,10 +92,12 @@ class _Compiled:
 
 
 class PlainQuery:
-    """A read-only Core statement compiled once per dialect, for `UnitOfWork.read` to run on the DBAPI cursor:
-    SQLAlchemy's per-execution machinery costs more than SQLite takes to answer."""
+    """A Core statement compiled once per dialect, for the unit of work to run on the DBAPI cursor (`read`,
+    `execute`, `write`): SQLAlchemy's per-execution machinery costs more than SQLite takes to answer.
 
-    def __init__(self, statement: Select) -> None:
+    No Python-side column default is applied on this path: a write names every column it fills."""
+
+    def __init__(self, statement: Executable) -> None:
         self.statement = statement
         self._compiled: dict[str, _Compiled] = {}
 
@@ -140,6 +159,91 @@ _NUMBER_TAKEN = {
 }
 
 
+def random_number() -> int:
+    """A random 7-digit ticket (or acknowledgement) number."""
+    return 1_000_000 + secrets.randbelow(9_000_000)
+
+
+# --- the lock (issue 15): one statement to read and row-lock, four writes sent with the COMMIT -------------------
+# A ticket number is picked among this many random candidates by the reading statement itself (the first one no
+# ticket has); only if all are taken does the lock probe for one. The number is UNIQUE: a number a concurrent lock
+# took after the read fails that lock's INSERT (IntegrityError), and the webhook runs the call again once.
+NUMBER_CANDIDATES = 3
+_TK = LockTicket.__table__
+_NEWEST, _TICKET, _TAKEN = _TK.alias("newest"), _TK.alias("ticket"), _TK.alias("taken")
+
+
+def _free_number_among(count: int):
+    """The first of the bound candidates n0…n{count-1} that no lock ticket has, else NULL."""
+    def candidate(i: int):
+        return bindparam(f"n{i}", type_=Integer)
+    return case(*((~exists().where(_TAKEN.c.number == candidate(i)), candidate(i)) for i in range(count)),
+                else_=None)
+
+
+class LockTarget(NamedTuple):
+    """What a lock needs, read (and on PostgreSQL row-locked: the card) in one statement."""
+
+    customer_id: int
+    phone_e164: str
+    card_id: int
+    status: str
+    status_version: int
+    # The newest ticket of (session, card, lock type): what a retry may get back.
+    ticket_number: int | None
+    ticket_created_at: dt.datetime | None
+    ticket_card_status_version: int | None
+    free_number: int | None  # a ticket number no ticket has (None: every candidate was taken)
+
+
+# The live customer with this number, verified by this session since `since` (else no row: the caller tells a
+# stranger from an unverified customer or a missing card with a second statement, on that path only); their card
+# with these last four digits, row-locked on PostgreSQL (FOR UPDATE OF cards; SQLite's writing unit holds the
+# database's write lock since BEGIN IMMEDIATE); the newest ticket of (session, card, lock type); a free number.
+_LOCK_TARGET = PlainQuery(
+    select(
+        _C.id, _C.phone_e164, _K.id, _K.status, _K.status_version,
+        _TICKET.c.number, _TICKET.c.created_at, _TICKET.c.card_status_version,
+        _free_number_among(NUMBER_CANDIDATES).label("free_number"),
+    )
+    .select_from(
+        Customer.__table__
+        .join(Card.__table__, and_(_K.customer_id == _C.id, _K.last4 == bindparam("last4")))
+        .outerjoin(_TICKET, _TICKET.c.id == select(func.max(_NEWEST.c.id)).where(
+            _NEWEST.c.session == bindparam("session"), _NEWEST.c.card_id == _K.id,
+            _NEWEST.c.lock_type == bindparam("lock_type")).scalar_subquery())
+    )
+    .where(
+        _C.phone_e164 == bindparam("phone"), _C.deleted_at.is_(None),
+        exists().where(_V.session == bindparam("session"), _V.customer_id == _C.id,
+                       _V.verified_at >= bindparam("since", type_=_V.verified_at.type)),
+    )
+    .with_for_update(of=Card.__table__)
+)
+_FREE_LOCK_NUMBER = PlainQuery(select(_free_number_among(NUMBER_CANDIDATES)))
+
+
+def _insert(model: type[Base], *columns: str) -> PlainQuery:
+    """INSERT of exactly these columns (no RETURNING): every NOT NULL column and every column with a Python-side
+    default must be among them, since no default is applied on the plain path."""
+    table = model.__table__
+    return PlainQuery(insert(table).values({c: bindparam(c, type_=table.c[c].type) for c in columns}).inline())
+
+
+_SET_CARD_STATUS = PlainQuery(
+    update(Card.__table__).where(_K.id == bindparam("card_id")).values(
+        status=bindparam("status", type_=_K.status.type),
+        status_version=bindparam("status_version", type_=_K.status_version.type),
+        updated_at=bindparam("updated_at", type_=_K.updated_at.type),
+    )
+)
+_INSERT_LOCK_TICKET = _insert(LockTicket, "number", "card_id", "session", "lock_type", "reason", "created_at",
+                              "card_status_version")
+_INSERT_AUDIT = _insert(AuditEvent, "at", "actor", "action", "customer_id", "card_id", "session", "before", "after")
+_INSERT_OUTBOX = _insert(OutboxMessage, "customer_id", "kind", "channel", "to", "subject", "body", "redacted_body",
+                         "status", "attempts", "created_at", "next_attempt_at", "expires_at")
+
+
 class Repository:
     def __init__(self, uow: UnitOfWork) -> None:
         self._uow = uow
@@ -153,7 +257,7 @@ class Repository:
 
     def _cards_as_read(self, customer_id: int) -> tuple[CardView, ...] | None:
         # Only while this unit has changed nothing: after a change, read the cards again.
-        return None if self._uow.has_session else self._read_cards.get(customer_id)
+        return None if self._uow.may_have_written else self._read_cards.get(customer_id)
 
     def add(self, obj: T) -> T:
         self.session.add(obj)
@@ -292,9 +396,48 @@ class Repository:
     def new_number(self, model: type[LockTicket] | type[ReissueRequest]) -> int:
         """A random 7-digit number not yet used by `model`."""
         while True:
-            number = 1_000_000 + secrets.randbelow(9_000_000)
+            number = random_number()
             if self.session.scalar(_NUMBER_TAKEN[model], {"number": number}) is None:
                 return number
+
+    # the lock, outside the ORM: one statement to read, four writes sent with the commit
+    def lock_target(self, phone_e164: str, last4: str, session: str, since: dt.datetime,
+                    lock_type: str) -> LockTarget | None:
+        """The card to lock and all the lock decides on, in one statement; None unless `session` verified the live
+        customer with this number at or after `since` and they have this card. Row-locks the card (PostgreSQL)."""
+        values: dict[str, Any] = {"phone": phone_e164, "last4": last4, "session": session, "since": since,
+                                  "lock_type": lock_type}
+        values.update((f"n{i}", random_number()) for i in range(NUMBER_CANDIDATES))
+        rows = self._uow.execute(_LOCK_TARGET, values)
+        return LockTarget(*rows[0]) if rows else None
+
+    def free_lock_number(self) -> int:
+        """A lock ticket number no ticket has, when the lock's own candidates were all taken."""
+        while True:
+            values = {f"n{i}": random_number() for i in range(NUMBER_CANDIDATES)}
+            (number,), = self._uow.execute(_FREE_LOCK_NUMBER, values)
+            if number is not None:
+                return number
+
+    def lock(self, target: LockTarget, *, lock_type: str, reason: str, number: int, session: str, actor: str,
+             now: dt.datetime, notice: dict[str, Any] | None) -> int:
+        """Queue the lock's writes (sent with the commit): the card's new status and version, its ticket, the
+        audit row and (unless None) the outbox row `notice` (OutboxMessage's columns: customer_id, kind, channel,
+        to, subject, body, redacted_body, expires_at). Returns the card's new status version."""
+        version = target.status_version + 1
+        write = self._uow.write
+        write(_SET_CARD_STATUS, {"card_id": target.card_id, "status": lock_type, "status_version": version,
+                                 "updated_at": now})
+        write(_INSERT_LOCK_TICKET, {"number": number, "card_id": target.card_id, "session": session,
+                                    "lock_type": lock_type, "reason": reason, "created_at": now,
+                                    "card_status_version": version})
+        write(_INSERT_AUDIT, {"at": now, "actor": actor, "action": "card.locked", "customer_id": target.customer_id,
+                              "card_id": target.card_id, "session": session, "before": {"status": target.status},
+                              "after": {"status": lock_type, "reason": reason, "ticket_number": number}})
+        if notice is not None:
+            write(_INSERT_OUTBOX, {**notice, "status": "pending", "attempts": 0, "created_at": now,
+                                   "next_attempt_at": now})
+        return version
 
     # side records written with every change
     def audit(

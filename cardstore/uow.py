@@ -13,6 +13,12 @@ A unit of work holds at most one pooled connection. Its ORM session is opened on
 a read the repository can answer with one precompiled statement (`PlainQuery`) runs on the same connection
 without a session — on PostgreSQL in autocommit, so a read tag is one round trip: no pool ping, no BEGIN, no
 ROLLBACK. (One statement is atomic on its own, so such a read needs no transaction on either store.)
+
+A hot write (a lock) skips the ORM too: `execute()` runs precompiled statements in the unit's transaction on its
+DBAPI connection (SQLite: `BEGIN IMMEDIATE`, as the session's; PostgreSQL: an explicit BEGIN pipelined with the
+first statement, one round trip), `write()` queues precompiled writes, and `commit()` sends them — on PostgreSQL
+in one pipeline, one round trip — then the COMMIT. A unit is either plain or ORM: once it began a plain transaction, opening its session is a
+programming error (`PlainTransactionOpen`); once its session is open, `execute` and `write` go through it.
 """
 from __future__ import annotations
 
@@ -308,6 +314,11 @@ class ReadOnlyUnitOfWork(RuntimeError):
     """A programming error: a unit of work opened for reads tried to keep a write."""
 
 
+class PlainTransactionOpen(RuntimeError):
+    """A programming error: the ORM session was asked for in a unit that already began a plain transaction
+    (`execute`/`write`); it would begin a second transaction beside the first instead of joining it."""
+
+
 class UnitOfWork:
     """One transaction. Rolls back unless `commit()` was called; maps connection failures to StoreUnavailable.
 
@@ -324,6 +335,8 @@ class UnitOfWork:
         self._pooled: PoolProxiedConnection | None = None  # the DBAPI connection, checked out on first use
         self._connection: Connection | None = None  # SQLAlchemy's, over it, once the session needs one
         self._session: Session | None = None
+        self._plain = False  # a plain (sessionless) transaction was begun on the DBAPI connection
+        self._writes: list[tuple[PlainQuery, dict[str, Any]]] = []  # plain writes queued for commit()
         self.repo: Repository
         self.committed = False
 
@@ -336,6 +349,8 @@ class UnitOfWork:
 
     def __exit__(self, exc_type, exc, tb) -> None:
         try:
+            self._writes.clear()
+            self._end_plain()
             if self._session is not None:
                 try:
                     self._session.rollback()
@@ -364,6 +379,9 @@ class UnitOfWork:
     def connection(self) -> Connection:
         """This unit's pooled connection (checked out on first use), as SQLAlchemy's Connection."""
         if self._connection is None:
+            if self._plain or self._writes:
+                raise PlainTransactionOpen("this unit of work began a plain transaction (execute/write): "
+                                           "its ORM session cannot join it; use one or the other in a unit")
             self._connection = Connection(self._engine, connection=self._checkout())
             if self.read_only:
                 self._connection.execution_options(**{READ_ONLY: True})  # SQLite: a deferred BEGIN (_sqlite_begin)
@@ -371,8 +389,13 @@ class UnitOfWork:
 
     @property
     def has_session(self) -> bool:
-        """Whether this unit has opened its ORM session (and so may have changed something)."""
+        """Whether this unit has opened its ORM session."""
         return self._session is not None
+
+    @property
+    def may_have_written(self) -> bool:
+        """Whether this unit may have changed something: its session is open, or it began a plain transaction."""
+        return self._session is not None or self._plain or bool(self._writes)
 
     @property
     def session(self) -> Session:
@@ -386,6 +409,8 @@ class UnitOfWork:
         autocommit, one round trip), else through the session's transaction."""
         # A writing unit reads inside its transaction: on SQLite that is where BEGIN IMMEDIATE holds the write lock,
         # so what it checks cannot change before it writes. Only a read-only unit takes the one-statement path.
+        if self._plain:
+            return self.execute(query, values)
         if self._session is not None or not self.read_only:
             return [tuple(row) for row in self.session.execute(query.statement, values)]
         try:
@@ -423,17 +448,16 @@ class UnitOfWork:
                 dbapi_conn.autocommit = True
             cursor = dbapi_conn.cursor()
             cursor.execute(compiled.sql, compiled.parameters(values))
-            rows = cursor.fetchall()
+            rows = compiled.rows(cursor.fetchall())
         except dialect.loaded_dbapi.Error as exc:
-            disconnect = dialect.is_disconnect(exc, dbapi_conn, cursor)
             if kept:
-                # Whatever went wrong, the next read opens a fresh connection rather than trust this one.
+                # Whatever went wrong, the next read opens a fresh connection rather than trust this one (it is
+                # not the pool's: nothing there to invalidate).
+                disconnect = dialect.is_disconnect(exc, dbapi_conn, cursor)
                 self._readers.drop_reader_connection(pooled)
-            elif disconnect:
-                # As SQLAlchemy does on a disconnect: drop this connection and the pool's older ones.
-                self._engine.pool._invalidate(pooled, exc)
-            raise DBAPIError.instance(compiled.sql, None, exc, dialect.loaded_dbapi.Error, hide_parameters=True,
-                                      connection_invalidated=disconnect, dialect=dialect) from exc
+                raise DBAPIError.instance(compiled.sql, None, exc, dialect.loaded_dbapi.Error, hide_parameters=True,
+                                          connection_invalidated=disconnect, dialect=dialect) from exc
+            raise self._wrapped(exc, pooled, cursor, compiled.sql) from exc
         finally:
             if cursor is not None:
                 cursor.close()
@@ -441,16 +465,122 @@ class UnitOfWork:
                 dbapi_conn.autocommit = False
         return rows
 
+    def _wrapped(self, exc: Exception, pooled: PoolProxiedConnection, cursor: Any, sql: str | None) -> DBAPIError:
+        """A DBAPI error as SQLAlchemy raises it (IntegrityError, OperationalError, …), the connection invalidated
+        if it was lost — as SQLAlchemy does on a disconnect: this connection and the pool's older ones dropped."""
+        dialect = self._engine.dialect
+        disconnect = dialect.is_disconnect(exc, pooled.dbapi_connection, cursor)
+        if disconnect:
+            self._engine.pool._invalidate(pooled, exc)
+        return DBAPIError.instance(sql, None, exc, dialect.loaded_dbapi.Error, hide_parameters=True,
+                                   connection_invalidated=disconnect, dialect=dialect)
+
+    def execute(self, query: PlainQuery, values: dict[str, Any]) -> list[tuple]:
+        """The rows of one precompiled statement, run in this unit's transaction (begun by the first one).
+
+        Without a session: on the DBAPI connection, any queued writes sent first; on PostgreSQL the BEGIN, the
+        statement and its answer are one round trip (a pipeline). With the session open: through it."""
+        if self._session is not None:
+            return [tuple(row) for row in self._session.execute(query.statement, values)]
+        return self._send_plain((query, values), commit=False)
+
+    def write(self, statement: PlainQuery, values: dict[str, Any]) -> None:
+        """Queue one precompiled write (an INSERT or UPDATE that returns nothing) in this unit's transaction: sent
+        with the next `execute` or by `commit()`, so a failing write fails there. Through the session if open."""
+        if self.read_only:
+            raise ReadOnlyUnitOfWork("a read-only unit of work cannot write: open it with read_only=False")
+        if self._session is not None:
+            self._session.execute(statement.statement, values)
+        else:
+            self._writes.append((statement, values))
+
+    def _send_plain(self, last: tuple[PlainQuery, dict[str, Any]] | None, *, commit: bool) -> list[tuple]:
+        """Send the queued writes, then `last` (its rows are returned) or the COMMIT, beginning the transaction
+        first if this is its first statement.
+
+        SQLite: BEGIN IMMEDIATE (its connection runs with isolation_level=None: BEGIN is ours to send, as
+        _sqlite_begin does for the session). PostgreSQL: the BEGIN, the writes and `last` in one pipeline ended by
+        one Sync — one round trip; the connection is put in autocommit for the unit and sent an explicit BEGIN
+        inside the pipeline (psycopg's implicit BEGIN would be synced on its own: one round trip more).
+
+        The COMMIT goes on its own, once the server has acknowledged every write: one round trip more than sending
+        it in the writes' pipeline, but a server that stops answering (frozen, cut off) while the writes are on
+        their way never receives it — the call fails as StoreUnavailable and nothing is kept. Pipelined with the
+        writes, a server that stalled after reading them would commit them once it woke up, after the call had
+        been answered STORE_UNAVAILABLE (tests/faults). Only a COMMIT in flight itself is left in doubt, as on
+        any client."""
+        dialect = self._engine.dialect
+        pooled = self._checkout()
+        dbapi_conn = pooled.dbapi_connection
+        statements = [(q.compiled(dialect), v) for q, v in self._writes]
+        self._writes = []
+        if last is not None:
+            statements.append((last[0].compiled(dialect), last[1]))
+        postgres = dialect.name == "postgresql"
+        cursor = None
+        sql = None
+        try:
+            begin = not self._plain
+            self._plain = True
+            if postgres:
+                if begin:
+                    dbapi_conn.autocommit = True  # explicit BEGIN/COMMIT below; put back by _end_plain
+                cursor = dbapi_conn.cursor()
+                if begin or statements:
+                    with dbapi_conn.pipeline():
+                        if begin:
+                            cursor.execute(sql := "BEGIN")
+                        for compiled, params in statements:
+                            cursor.execute(sql := compiled.sql, compiled.parameters(params))
+                if commit:
+                    cursor.execute(sql := "COMMIT")
+            else:
+                if begin:
+                    dbapi_conn.execute(sql := "BEGIN" if self.read_only else "BEGIN IMMEDIATE")
+                cursor = dbapi_conn.cursor()
+                for compiled, params in statements:
+                    cursor.execute(sql := compiled.sql, compiled.parameters(params))
+                if commit:
+                    sql = "COMMIT"
+                    dbapi_conn.commit()
+            rows = statements[-1][0].rows(cursor.fetchall()) if last is not None else []
+        except dialect.loaded_dbapi.Error as exc:
+            raise self._wrapped(exc, pooled, cursor, sql) from exc
+        finally:
+            if cursor is not None:
+                cursor.close()
+        if commit:
+            self._end_plain()
+        return rows
+
+    def _end_plain(self) -> None:
+        """After the COMMIT, or to give up: roll back whatever is still open and leave the connection as the pool
+        lent it (PostgreSQL: out of autocommit)."""
+        if not self._plain:
+            return
+        self._plain = False
+        if self._pooled is None:
+            return
+        dbapi_conn = self._pooled.dbapi_connection
+        try:
+            dbapi_conn.rollback()  # nothing after a COMMIT; else the undo (the connection may be gone: then moot)
+            if self._engine.dialect.name == "postgresql" and not dbapi_conn.closed:
+                dbapi_conn.autocommit = False
+        except Exception:  # noqa: BLE001 - a lost connection; the pool's reset on checkin drops it
+            pass
+
     def commit(self) -> None:
         """Keep the work done in this unit."""
         if self.read_only:
             # On SQLite a read-only unit holds no write lock: what it wrote could rest on a stale read.
             raise ReadOnlyUnitOfWork("a read-only unit of work cannot commit: open it with read_only=False")
-        if self._session is not None:
-            try:
+        try:
+            if self._session is not None:
                 self._session.commit()
-            except DBAPIError as exc:
-                if _is_unavailable(exc):
-                    raise StoreUnavailable(type(exc).__name__) from exc
-                raise
+            elif self._plain or self._writes:
+                self._send_plain(None, commit=True)
+        except DBAPIError as exc:
+            if _is_unavailable(exc):
+                raise StoreUnavailable(type(exc).__name__) from exc
+            raise
         self.committed = True

@@ -58,11 +58,15 @@ class Call:
             return customer
         raise AuthRequired("session has not verified this customer")
 
+    @property
+    def step_up_since(self) -> dt.datetime:
+        """Changing a card needs a code verified in this session at or after this time (the step-up window)."""
+        return self.now - dt.timedelta(seconds=STEP_UP_WINDOW_S)
+
     def step_up_customer(self, phone_e164: str) -> CustomerRow:
         """Changing a card: the card holder, with a code verified in this session within the step-up window
         (AuthRequired for a stranger's number as for an unverified customer's)."""
-        since = self.now - dt.timedelta(seconds=STEP_UP_WINDOW_S)
-        customer, verified = self.uow.repo.customer_verified_since(phone_e164, self.session, since)
+        customer, verified = self.uow.repo.customer_verified_since(phone_e164, self.session, self.step_up_since)
         if customer is None or not verified:
             raise AuthRequired("no code verified in this session within the step-up window")
         return customer

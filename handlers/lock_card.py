@@ -12,8 +12,10 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from cardstore.models import BLOCKED, INACTIVE, LOCK_REASONS, Card, Customer, Handoff, LockTicket, ReissueRequest
+from cardstore.models import (BLOCKED, INACTIVE, LOCK_REASONS, WEBHOOK_TRANSITIONS, Card, Customer, Handoff,
+                              ReissueRequest, check_lock)
 from cardstore.errors import InvalidTransition
+from cardstore.repository import LockTarget
 from handlers import notices
 from handlers.call import Call
 from handlers.errors import CardNotFound, InvalidParameter, ReissueLimitReached
@@ -37,7 +39,7 @@ def _card_to_change(params: CardParams, call: Call, *, step_up: bool) -> tuple[C
     return customer, card
 
 
-def _still_true(call: Call, card: Card, made_at: dt.datetime, card_status_version: int) -> bool:
+def _still_true(call: Call, card: Card | LockTarget, made_at: dt.datetime, card_status_version: int) -> bool:
     """May an earlier answer about this card be replayed? Only if the card has not changed since, and recently."""
     window = dt.timedelta(seconds=call.settings.idempotency_window_seconds)
     return card.status_version == card_status_version and call.now - made_at <= window
@@ -76,27 +78,50 @@ class LockResult(BaseModel):
 
 
 def lock_card_ticket_number(params: LockParams, call: Call) -> LockResult:
-    """Lock the card temporarily (inactive) or permanently (blocked) and issue a ticket."""
+    """Lock the card temporarily (inactive) or permanently (blocked) and issue a ticket.
+
+    The hot write (issue 15): one statement reads the card (row-locked), the step-up, the ticket a retry may get
+    back and a free ticket number; the card's change, the ticket, the audit row and the notice follow with the
+    commit. A refusal reads again before it is given (see below) and writes nothing."""
     if params.lock_type not in (INACTIVE, BLOCKED):
         raise InvalidParameter("lock_type must be inactive or blocked")
     if params.lock_reason not in LOCK_REASONS:
         raise InvalidParameter("lock_reason must be one of " + ", ".join(LOCK_REASONS))
-    customer, card = _card_to_change(params, call, step_up=True)
-    repo = call.uow.repo
-    done = repo.lock_ticket(call.session, card.id, params.lock_type)
-    if done is not None and card.status == done.lock_type and _still_true(call, card, done.created_at,
-                                                                          done.card_status_version):
-        return LockResult(ticket_number=done.number, card_status=card.status)
-    before = card.status
-    card.lock(params.lock_type)
-    ticket = repo.add(LockTicket(number=repo.new_number(LockTicket), card_id=card.id, session=call.session,
-                                 lock_type=params.lock_type, reason=params.lock_reason, created_at=call.now,
-                                 card_status_version=card.status_version))
-    repo.audit(call.actor, "card.locked", card=card, session=call.session, before={"status": before},
-               after={"status": card.status, "reason": params.lock_reason, "ticket_number": ticket.number})
-    notices.enqueue(repo, customer, "lock_ticket", "sms", call.language, last4=card.last4, number=ticket.number)
+    repo, last4 = call.uow.repo, params.last_four_digit_of_card_number
+
+    def read() -> LockTarget:
+        target = repo.lock_target(params.phone_number, last4, call.session, call.step_up_since, params.lock_type)
+        if target is None:
+            call.step_up_customer(params.phone_number)  # AuthRequired: a stranger, or not verified recently
+            raise CardNotFound("no such card for this customer")
+        return target
+
+    def replay(target: LockTarget) -> LockResult | None:
+        if target.ticket_number is not None and target.status == params.lock_type and _still_true(
+                call, target, target.ticket_created_at, target.ticket_card_status_version):
+            return LockResult(ticket_number=target.ticket_number, card_status=target.status)
+        return None
+
+    target = read()
+    done = replay(target)
+    if done is not None:
+        return done
+    if (target.status, params.lock_type) not in WEBHOOK_TRANSITIONS:
+        # On PostgreSQL a lock that waited for the card's row lock sees the card as the other lock left it, but the
+        # rest as it was when it started: a concurrent delivery of this same request finds its twin's ticket only
+        # by reading again (the row lock is held now, so this read is current).
+        target = read()
+        done = replay(target)
+        if done is not None:
+            return done
+        check_lock(last4, target.status, params.lock_type)
+    number = target.free_number if target.free_number is not None else repo.free_lock_number()
+    notice = notices.notice(target.customer_id, target.phone_e164, "lock_ticket", "sms", call.language,
+                            last4=last4, number=number)
+    repo.lock(target, lock_type=params.lock_type, reason=params.lock_reason, number=number, session=call.session,
+              actor=call.actor, now=call.now, notice=notice)
     call.uow.commit()
-    return LockResult(ticket_number=ticket.number, card_status=card.status)
+    return LockResult(ticket_number=number, card_status=params.lock_type)
 
 
 class ReissueParams(CardParams):

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 
-from sqlalchemy import func, select
+from sqlalchemy import create_engine, func, select, text
 
 from cardstore.models import Base
 
@@ -52,3 +52,28 @@ def recorded(store):
     changes: dict[str, dict[str, list]] = {}
     yield changes
     changes.update(store_diff(before, store_snapshot(store)))
+
+
+def refuse_inserts(url: str, table: str):
+    """A trigger in the database at `url` that fails every INSERT into `table` as a unique violation (what a
+    writer sees as an IntegrityError, which the webhook retries once). Returns the function that removes it."""
+    engine = create_engine(url)
+    sqlite = engine.dialect.name == "sqlite"
+    with engine.begin() as conn:
+        if sqlite:
+            conn.execute(text(f"CREATE TRIGGER refuse_{table} BEFORE INSERT ON {table} "
+                              "BEGIN SELECT RAISE(ABORT, 'refused by the test'); END"))
+        else:
+            conn.execute(text(f"CREATE FUNCTION refuse_{table}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+                              "RAISE EXCEPTION 'refused by the test' USING ERRCODE = 'unique_violation'; END $$"))
+            conn.execute(text(f"CREATE TRIGGER refuse_{table} BEFORE INSERT ON {table} FOR EACH ROW "
+                              f"EXECUTE FUNCTION refuse_{table}()"))
+
+    def remove() -> None:
+        with engine.begin() as conn:
+            conn.execute(text(f"DROP TRIGGER refuse_{table}" + ("" if sqlite else f" ON {table}")))
+            if not sqlite:
+                conn.execute(text(f"DROP FUNCTION refuse_{table}()"))
+        engine.dispose()
+
+    return remove

@@ -84,27 +84,41 @@ def test_store_frozen_mid_dialog(verified_hanako, pg_cluster):
 
 
 def test_store_frozen_between_the_ticket_and_its_audit_row(verified_hanako, pg_cluster):
-    """The server freezes right after the ticket row is sent, before the audit row and the commit: the call
-    fails as STORE_UNAVAILABLE and the ticket is rolled back with everything else — no half-made lock."""
+    """The server freezes right after the lock's ticket row is handed to the driver, before the audit row and the
+    commit (the card already row-locked, its UPDATE queued): the call fails as STORE_UNAVAILABLE and the ticket is
+    rolled back with everything else — no half-made lock.
+
+    The lock's writes go straight to the driver (a psycopg pipeline, no SQLAlchemy execution events), so the
+    freeze is set off by a cursor of the connection's own: psycopg's `cursor_factory`."""
+    import psycopg
+
     app, hanako = verified_hanako
     store = service_of(app).store
     before = store_snapshot(store)
     frozen = []
 
-    def freeze_after_ticket(conn, cursor, statement, *args):
-        if not frozen and statement.lstrip().upper().startswith("INSERT INTO LOCK_TICKETS"):
-            frozen.append(True)
-            pg_cluster.freeze()
+    class FreezingCursor(psycopg.Cursor):
+        def execute(self, query, params=None, **kwargs):
+            result = super().execute(query, params, **kwargs)
+            if not frozen and str(query).lstrip().upper().startswith("INSERT INTO LOCK_TICKETS"):
+                frozen.append(True)
+                pg_cluster.freeze()
+            return result
 
-    event.listen(store.engine, "after_cursor_execute", freeze_after_ticket)
+    def freezing_cursors(dbapi_conn, _record, _proxy):
+        dbapi_conn.cursor_factory = FreezingCursor
+
+    event.listen(store.engine, "checkout", freezing_cursors)
     try:
         assert answered(hanako.call, "lock_card", **LOCK_4444) == STORE_DOWN
     finally:
-        event.remove(store.engine, "after_cursor_execute", freeze_after_ticket)
+        event.remove(store.engine, "checkout", freezing_cursors)
         pg_cluster.thaw()
+        store.engine.pool.dispose()  # no connection keeps the freezing cursors
     assert frozen, "the lock never reached the ticket insert"
     assert hanako.client.get("/healthz").status_code == 200
     assert store_snapshot(store) == before
+    assert hanako.call("lock_card", **LOCK_4444)["card_status"] == "blocked"
 
 
 def test_store_slowed_by_a_held_lock(verified_hanako, faulty_store_url):

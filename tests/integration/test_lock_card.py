@@ -111,14 +111,15 @@ def test_every_change_has_its_audit_row_by_the_webhook(hanako, store):
     assert event.after == {"status": "inactive", "reason": "stolen", "ticket_number": result["ticket_number"]}
 
 
-def test_a_failure_inside_the_transaction_leaves_no_trace(hanako, store, monkeypatch):
-    """If the audit row cannot be written, the lock itself is rolled back: webhook_error, card still active."""
-    from cardstore.repository import Repository
+def test_a_failure_inside_the_transaction_leaves_no_trace(hanako, store, store_url):
+    """If the audit row cannot be written (the database refuses it), the lock itself is rolled back: webhook_error,
+    card still active, no ticket — on the first run and on the webhook's one retry."""
+    from tests.store_state import refuse_inserts
 
-    def broken_audit(self, *args, **kwargs):
-        raise RuntimeError("audit table unavailable")
-
-    monkeypatch.setattr(Repository, "audit", broken_audit)
     before = store_snapshot(store)
-    assert lock(hanako) == {"transfer_reason": "webhook_error", "webhook_error_code": "INTERNAL"}
+    remove = refuse_inserts(store_url, "audit_events")
+    try:
+        assert lock(hanako) == {"transfer_reason": "webhook_error", "webhook_error_code": "INTERNAL"}
+    finally:
+        remove()
     assert store_snapshot(store) == before
