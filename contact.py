@@ -2,6 +2,7 @@
 (the webhook's handlers, the store's fixtures, notices, the back office)."""
 from __future__ import annotations
 
+import functools
 import math
 import re
 import unicodedata
@@ -84,15 +85,17 @@ COST_RISK_TYPES = frozenset({
 })
 
 
+_TYPE_NAMES = {v: k for k, v in vars(phonenumbers.PhoneNumberType).items() if k.isupper()}
+
+
+@functools.lru_cache(maxsize=4096)  # a pure function of the string; a caller's number recurs over a session's turns
 def phone_type(phone_e164: str) -> str:
     """What phonenumbers makes of a number, by name ('MOBILE', 'PREMIUM_RATE', 'UNKNOWN', ...)."""
     try:
         number = phonenumbers.parse(phone_e164)
     except phonenumbers.NumberParseException:
         return "UNKNOWN"
-    kind = phonenumbers.number_type(number)
-    names = {v: k for k, v in vars(phonenumbers.PhoneNumberType).items() if k.isupper()}
-    return names.get(kind, "UNKNOWN")
+    return _TYPE_NAMES.get(phonenumbers.number_type(number), "UNKNOWN")
 
 
 def sms_capable(phone_e164: str, *, allow_unknown: bool = False) -> bool:
