@@ -6,7 +6,7 @@ import datetime as dt
 import secrets
 from typing import TYPE_CHECKING, Any, Callable, NamedTuple, Sequence, TypeVar
 
-from sqlalchemy import Integer, and_, bindparam, case, exists, func, insert, select, update
+from sqlalchemy import Integer, and_, bindparam, case, exists, func, insert, select, type_coerce, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session
@@ -74,7 +74,7 @@ class _Compiled:
 
     def rows(self, fetched: Sequence[Sequence[Any]]) -> list[tuple]:
         if not self._results:
-            return [tuple(row) for row in fetched]
+            return list(fetched)  # the drivers' rows are tuples already (sqlite3, psycopg's default row factory)
         out = []
         for row in fetched:
             row = list(row)
@@ -135,8 +135,11 @@ _C, _K, _V = Customer.__table__.c, Card.__table__.c, VerifiedSession.__table__.c
 _READER = PlainQuery(
     select(
         _C.id, _C.phone_e164, _C.name, _C.email, _C.zip_code,
-        exists().where(_V.session == bindparam("session"), _V.customer_id == _C.id,
-                       _V.verified_at >= bindparam("since", type_=_V.verified_at.type)).label("verified"),
+        # As an Integer (0/1, or PostgreSQL's bool): a Boolean column would convert every row in Python on SQLite;
+        # customer_verified_since reads it with bool().
+        type_coerce(exists().where(_V.session == bindparam("session"), _V.customer_id == _C.id,
+                                   _V.verified_at >= bindparam("since", type_=_V.verified_at.type)),
+                    Integer).label("verified"),
         _K.last4, _K.vendor, _K.status,
     )
     .select_from(Customer.__table__.outerjoin(Card.__table__, _K.customer_id == _C.id))
