@@ -19,7 +19,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Callable, Iterable
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import and_, bindparam, func, or_, select, update
 
 from cardstore.errors import StoreUnavailable
 from cardstore.models import OutboxMessage, utcnow
@@ -304,24 +304,38 @@ class _Recorder:
                 log.log(logging.INFO if outcome == "sent" else logging.WARNING, "outbox delivery", extra=extra)
 
     def _write(self, rows: list[tuple[int, dict]]) -> list[bool]:
-        """Write the outcomes, each only if this claim still holds its row; per row, whether it was written."""
+        """Write the outcomes, each only if this claim still holds its row; per row, whether it was written.
+
+        Short, because on SQLite it holds the store's write lock: the rows this claim still holds are read (locked
+        on PostgreSQL), then one executemany per set of columns — not one ORM statement per row (32 of those held
+        the lock ~18 ms)."""
+        table = OutboxMessage.__table__
+        ids = [message_id for message_id, _ in rows]
         for attempt in range(RECORD_TRIES):
             try:
                 with self.store.unit_of_work() as uow:
-                    done = [bool(uow.session.execute(
-                        update(OutboxMessage)
-                        .where(OutboxMessage.id == message_id, OutboxMessage.claimed_by == self.token,
-                               OutboxMessage.status == "sending")
-                        .values(**values)
-                    ).rowcount) for message_id, values in rows]
+                    connection = uow.session.connection()
+                    held = set(connection.execute(
+                        select(table.c.id).where(table.c.id.in_(ids), table.c.claimed_by == self.token,
+                                                 table.c.status == "sending").with_for_update()).scalars())
+                    groups: dict[tuple[str, ...], list[dict]] = {}
+                    for message_id, values in rows:
+                        if message_id in held:
+                            groups.setdefault(tuple(sorted(values)), []).append({"b_id": message_id, **{
+                                f"b_{key}": value for key, value in values.items()}})
+                    for keys, params in groups.items():
+                        connection.execute(
+                            table.update()
+                            .where(table.c.id == bindparam("b_id"), table.c.claimed_by == self.token,
+                                   table.c.status == "sending")
+                            .values({key: bindparam(f"b_{key}") for key in keys}), params)
                     uow.commit()
-                return done
+                return [message_id in held for message_id in ids]
             except StoreUnavailable:
                 if attempt == RECORD_TRIES - 1:
                     return [False] * len(rows)  # the rows stay `sending`; after the lease another relay sends them
                 time.sleep(RECORD_PAUSE_S)
         return [False] * len(rows)
-
 
 def backlog(store: Store, *, now: dt.datetime | None = None) -> dict[str, object]:
     """What is queued and not yet delivered: how many, and the oldest one's age in seconds (None when empty)."""
