@@ -1,11 +1,12 @@
-"""Notifications: claim a due outbox row, hand it to the gateway, record the outcome — one attempt at a time.
+"""Notifications: claim a batch of due outbox rows, hand each to the gateway, record the outcomes together.
 
 The guarantee (README, "Delivering notices"): a queued notice ends `sent`, `given_up` with its reason, or `failed`
 after MAX_ATTEMPTS, and is never lost. A claim is exclusive (`FOR UPDATE SKIP LOCKED` on PostgreSQL, one atomic
-UPDATE on SQLite) and lasts OUTBOX_LEASE_SECONDS, at least twice the attempt's deadline, so two live relays never
-hand the same notice over twice. Only a relay that stops between the gateway's acceptance and the `sent` commit
-(killed, or the store gone for longer than the record retries) leaves a row in `sending` that another relay sends
-again after the lease: at-least-once, with a duplicate possible only in that window.
+UPDATE on SQLite) and lasts OUTBOX_LEASE_SECONDS, at least twice the attempt's deadline; a batch's next send starts
+only while the lease still covers its deadline and the record, so two live relays never hand the same notice over
+twice. Only a relay that stops between the gateway's acceptance and the outcomes' commit (killed, or the store gone
+for longer than the record retries) leaves rows in `sending` that another relay sends again after the lease:
+at-least-once, with a duplicate possible only for what it sent in the last RECORD_WITHIN_S before it stopped.
 """
 from __future__ import annotations
 
