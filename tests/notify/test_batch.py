@@ -241,3 +241,27 @@ def test_the_relay_makes_a_fraction_of_a_write_transaction_per_notice(setup, pho
     # Claims and records per batch, and while idle a sweep per poll: far below one per notice, while a claim per
     # row alone would be 200 (and its records another 200).
     assert counter["commits"] < 100, counter
+
+
+def test_a_relay_stopping_hands_back_what_it_has_not_started(setup):
+    """SIGTERM mid-batch: the send under way finishes and is recorded, the rest goes back to `pending` with its
+    attempt count as before, for the next relay at once (not after the lease)."""
+    settings, store = setup()
+    ids = queue(store, 5)
+    stop = threading.Event()
+
+    class Backend:
+        accepted: list[int] = []
+
+        def send(self, message):
+            self.accepted.append(message.id)
+            stop.set()  # the signal arrives during the first send
+
+    backend = Backend()
+    notifier = Notifier(settings, backend)
+    outcomes = notifier.send_batch(store, notifier.claim_batch(store), stop=stop)
+    assert outcomes == ["sent"] + ["released"] * 4
+    state = rows(store)
+    assert state[ids[0]].status == "sent"
+    assert [(state[i].status, state[i].attempts) for i in ids[1:]] == [("pending", 0)] * 4
+    assert notifier.deliver(store)["sent"] == 4 and backend.accepted == ids
