@@ -144,6 +144,10 @@ class Settings(BaseModel):
     outbox_poll_seconds: float = Field(default=0.5, gt=0, le=60)
     outbox_lease_seconds: int = Field(default=60, ge=5, le=3600)
     outbox_relay_threads: int = Field(default=4, ge=1, le=64)
+    # How many due rows one claim takes (one write transaction), sent one after the other by the claiming thread;
+    # their outcomes are written together too. Fewer write transactions per notice: on SQLite each one takes the
+    # database's single write lock, which the webhook needs for every lock.
+    outbox_claim_batch: int = Field(default=32, ge=1, le=1000)
     # /healthz/outbox answers 503 when a notice not yet delivered (nor given up) is older than this.
     outbox_backlog_alert_seconds: int = Field(default=60, ge=1)
 

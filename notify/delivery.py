@@ -1,11 +1,12 @@
-"""Notifications: claim a due outbox row, hand it to the gateway, record the outcome — one attempt at a time.
+"""Notifications: claim a batch of due outbox rows, hand each to the gateway, record the outcomes together.
 
 The guarantee (README, "Delivering notices"): a queued notice ends `sent`, `given_up` with its reason, or `failed`
 after MAX_ATTEMPTS, and is never lost. A claim is exclusive (`FOR UPDATE SKIP LOCKED` on PostgreSQL, one atomic
-UPDATE on SQLite) and lasts OUTBOX_LEASE_SECONDS, at least twice the attempt's deadline, so two live relays never
-hand the same notice over twice. Only a relay that stops between the gateway's acceptance and the `sent` commit
-(killed, or the store gone for longer than the record retries) leaves a row in `sending` that another relay sends
-again after the lease: at-least-once, with a duplicate possible only in that window.
+UPDATE on SQLite) and lasts OUTBOX_LEASE_SECONDS, at least twice the attempt's deadline; a batch's next send starts
+only while the lease still covers its deadline and the record, so two live relays never hand the same notice over
+twice. Only a relay that stops between the gateway's acceptance and the outcomes' commit (killed, or the store gone
+for longer than the record retries) leaves rows in `sending` that another relay sends again after the lease:
+at-least-once, with a duplicate possible only for what it sent in the last RECORD_WITHIN_S before it stopped.
 """
 from __future__ import annotations
 
@@ -13,11 +14,13 @@ import datetime as dt
 import logging
 import os
 import socket
+import threading
 import time
 import uuid
-from typing import Iterable
+from dataclasses import dataclass
+from typing import Callable, Iterable
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import and_, bindparam, func, or_, select, update
 
 from cardstore.errors import StoreUnavailable
 from cardstore.models import OutboxMessage, utcnow
@@ -33,6 +36,14 @@ QUEUED = ("pending", "sending", "failed")
 # Recording `sent` after the gateway accepted is the one write whose loss means a duplicate: try it a few times.
 RECORD_TRIES = 3
 RECORD_PAUSE_S = 0.5
+# A batch's outcomes are written together, at most this long after the first of them was known: the window in
+# which a relay that dies has sent messages it has not recorded (they go out again after the lease).
+RECORD_WITHIN_S = 0.2
+# A batch's next send starts only while the lease has the send's deadline plus this left: enough to record the
+# outcome before another relay may take the row. (OUTBOX_LEASE_SECONDS >= max(5, 2 x deadline) leaves at least
+# 2.5 s after a first send, so a claim's first row is always sent.)
+RECORD_MARGIN_S = 2.0
+EXPIRED = "the code expired before it could be delivered"
 
 
 _CLAIMED = (OutboxMessage.id, OutboxMessage.customer_id, OutboxMessage.kind, OutboxMessage.channel, OutboxMessage.to,
@@ -77,11 +88,21 @@ class Notifier:
         counts["given_up"] += self.give_up_expired(store, now=now)
         tried = 0
         while limit is None or tried < limit:
-            claim = self.claim(store, only, now=now)
+            size = self.settings.outbox_claim_batch if limit is None else min(self.settings.outbox_claim_batch,
+                                                                             limit - tried)
+            claim = self.claim_batch(store, only, now=now, limit=size)
             if claim is None:
                 break
-            tried += 1
-            counts[self.send(store, *claim, now=now)] += 1
+            outcomes = self.send_batch(store, claim, now=now)
+            for outcome in outcomes:
+                if outcome in counts:
+                    counts[outcome] += 1
+            attempted = sum(outcome != "released" for outcome in outcomes)
+            if attempted == 0:
+                break  # every row handed back (no lease left to send in): a later pass takes them
+            tried += attempted
+            if len(claim.messages) < size:
+                break  # the claim took every due row
         return counts
 
     def give_up_expired(self, store: Store, *, now: dt.datetime | None = None) -> int:
@@ -91,7 +112,7 @@ class Notifier:
             expired = uow.session.execute(
                 update(OutboxMessage)
                 .where(_due(now), OutboxMessage.expires_at <= now)
-                .values(status="given_up", last_error="the code expired before it could be delivered",
+                .values(status="given_up", last_error=EXPIRED,
                         lease_until=None, claimed_by=None)
                 .returning(OutboxMessage.id, OutboxMessage.kind, OutboxMessage.channel, OutboxMessage.attempts)
             ).all()
@@ -106,7 +127,15 @@ class Notifier:
               ) -> tuple[OutboxMessage, str] | None:
         """Take the oldest due row for this relay: `(message, claim token)` (the message detached, as claimed), or
         None when nothing is due."""
+        claim = self.claim_batch(store, ids, now=now, limit=1)
+        return None if claim is None else (claim.messages[0], claim.token)
+
+    def claim_batch(self, store: Store, ids: list[int] | None = None, *, now: dt.datetime | None = None,
+                    limit: int | None = None) -> Claim | None:
+        """Take up to `limit` (OUTBOX_CLAIM_BATCH) of the oldest due rows in ONE write transaction, under one token
+        and one lease; None when nothing is due. The messages come back detached, as claimed, oldest first."""
         now = now or utcnow()
+        limit = self.settings.outbox_claim_batch if limit is None else limit
         token = relay_name()
         pick = select(OutboxMessage.id).where(_due(now), or_(OutboxMessage.expires_at.is_(None),
                                                              OutboxMessage.expires_at > now))
@@ -114,26 +143,75 @@ class Notifier:
             pick = pick.where(OutboxMessage.id.in_(ids))
         # SKIP LOCKED: a relay passes over rows another relay is claiming instead of queueing behind it. SQLite has
         # no row locks (SQLAlchemy leaves the clause out): there the single UPDATE runs under the database's write
-        # lock, which makes it just as exclusive. `id = (scalar subquery)`, not `id IN (…)`: PostgreSQL may run an
-        # IN subquery once per outer row, and with SKIP LOCKED each run can pick another row (seen: two claimed).
-        pick = pick.order_by(OutboxMessage.id).limit(1).with_for_update(skip_locked=True)
+        # lock, which makes it just as exclusive. The pick must be evaluated ONCE: with `id IN (subquery)`
+        # PostgreSQL may run the subquery once per outer row, and with SKIP LOCKED each run can pick other rows
+        # (seen: a one-row claim took two). On PostgreSQL the pick is therefore a MATERIALIZED CTE the UPDATE
+        # joins (`UPDATE … FROM picked`); SQLite (no concurrent writer can change the rows under the write lock)
+        # takes `id IN (subquery)`.
+        pick = pick.order_by(OutboxMessage.id).limit(limit).with_for_update(skip_locked=True)
+        claim = update(OutboxMessage)
+        if store.url.startswith("postgresql"):
+            picked = pick.cte("picked").prefix_with("MATERIALIZED")
+            claim = claim.where(OutboxMessage.id == picked.c.id)
+        else:
+            claim = claim.where(OutboxMessage.id.in_(pick.scalar_subquery()))
+        lease = self.settings.outbox_lease_seconds
+        started = time.monotonic()
         with store.unit_of_work() as uow:
             claimed = uow.session.execute(
-                update(OutboxMessage)
-                .where(OutboxMessage.id == pick.scalar_subquery(), _due(now))
+                claim.where(_due(now))
                 .values(status="sending", attempts=OutboxMessage.attempts + 1, claimed_by=token,
-                        lease_until=now + dt.timedelta(seconds=self.settings.outbox_lease_seconds))
-                # The claimed row comes back with the claim: no second round trip to read it.
+                        lease_until=now + dt.timedelta(seconds=lease))
+                # The claimed rows come back with the claim: no second round trip to read them.
                 .returning(*_CLAIMED)
-            ).one_or_none()
+            ).all()
             uow.commit()
-        if claimed is None:
+        if not claimed:
             return None
-        return OutboxMessage(**{column.key: value for column, value in zip(_CLAIMED, claimed)}), token
+        messages = sorted((OutboxMessage(**{column.key: value for column, value in zip(_CLAIMED, row)})
+                           for row in claimed), key=lambda message: message.id)
+        return Claim(messages, token, started, lease, now)
 
     def send(self, store: Store, message: OutboxMessage, token: str, *, now: dt.datetime | None = None) -> str:
         """One attempt at a claimed message; returns its outcome: sent, failed or given_up."""
-        message_id = message.id
+        claim = Claim([message], token, time.monotonic(), self.settings.outbox_lease_seconds, now or utcnow())
+        return self.send_batch(store, claim, now=now)[0]
+
+    def send_batch(self, store: Store, claim: Claim, *, now: dt.datetime | None = None,
+                   stop: threading.Event | None = None, progress: Callable[[], None] | None = None) -> list[str]:
+        """Send a claim's messages one after the other; returns each one's outcome: sent, failed, given_up, or
+        released (handed back unsent: the relay is stopping, or too little of the lease is left to send it and
+        record the outcome before another relay may take it).
+
+        Outcomes are recorded together (one write transaction) at most RECORD_WITHIN_S after the first of them,
+        from a timer while the next send is under way, and at the end: a relay that dies mid-batch leaves at most
+        that much of its sends unrecorded, to be sent again after the lease (README, the relay's guarantee)."""
+        recorder = _Recorder(self, store, claim.token)
+        outcomes: list[str] = []
+        try:
+            for message in claim.messages:
+                if (stop is not None and stop.is_set()) or (
+                        claim.lease_ends - time.monotonic() < self.settings.notify_deadline_seconds + RECORD_MARGIN_S):
+                    outcomes.append("released")
+                    recorder.add(message, "released", {
+                        "status": "pending", "attempts": message.attempts - 1, "lease_until": None,
+                        "claimed_by": None}, None, None)
+                    continue
+                outcomes.append(self._attempt(recorder, claim, message, now))
+                if progress is not None:
+                    progress()
+        finally:
+            recorder.close()
+        return outcomes
+
+    def _attempt(self, recorder: _Recorder, claim: Claim, message: OutboxMessage, now: dt.datetime | None) -> str:
+        # The claim checked expiry when it was made; a batch's later rows are sent a little later: check again, so
+        # a code is never sent after its expiry. `now` (tests) moves with the real clock from the claim on.
+        at = utcnow() if now is None else claim.now + dt.timedelta(seconds=time.monotonic() - claim.started)
+        if message.expires_at is not None and message.expires_at <= at:
+            recorder.add(message, "given_up", {"status": "given_up", "last_error": EXPIRED, "lease_until": None},
+                         None, None, reason="expired before delivery")
+            return "given_up"
         started = time.perf_counter()
         error: DeliveryError | None = None
         try:
@@ -157,34 +235,108 @@ class Notifier:
             backoff = dt.timedelta(seconds=BACKOFF_BASE_S * 2 ** (message.attempts - 1))
             values = {"status": "failed", "last_error": str(error), "lease_until": None,
                       "next_attempt_at": (now or finished) + backoff}
-        recorded = self._record(store, message_id, token, values)
-        log.log(logging.INFO if outcome == "sent" else logging.WARNING, "outbox delivery", extra={
-            "outbox_id": message_id, "kind": message.kind, "channel": message.channel,
-            "to": masked_recipient(message), "outcome": outcome if recorded else f"{outcome}-unrecorded",
-            "attempt": message.attempts, "send_ms": send_ms,
-            "queued_ms": round((finished - message.created_at).total_seconds() * 1000, 1),
-            "error": None if error is None else str(error)})
+        recorder.add(message, outcome, values, error, send_ms, finished=finished)
         return outcome
 
-    def _record(self, store: Store, message_id: int, token: str, values: dict) -> bool:
-        """Write the outcome if this claim still holds the row; False if it could not be written."""
+
+@dataclass
+class Claim:
+    """Rows one claim took: the messages (oldest first), the claim's token, when it was made (time.monotonic), its
+    lease in seconds, and the `now` it was made at."""
+    messages: list[OutboxMessage]
+    token: str
+    started: float
+    lease_s: float
+    now: dt.datetime
+
+    @property
+    def lease_ends(self) -> float:
+        return self.started + self.lease_s
+
+
+class _Recorder:
+    """A batch's outcomes, written together: one write transaction for all outcomes known at the time, made at most
+    RECORD_WITHIN_S after the first unrecorded one (a timer thread, so a slow next send does not hold it back) and
+    when the batch ends. Each delivery's log line follows its record, as before."""
+
+    def __init__(self, notifier: Notifier, store: Store, token: str) -> None:
+        self.notifier = notifier
+        self.store = store
+        self.token = token
+        self._lock = threading.Lock()  # guards _pending and _timer
+        self._writing = threading.Lock()  # one write at a time, in order
+        self._pending: list[tuple] = []
+        self._timer: threading.Timer | None = None
+
+    def add(self, message: OutboxMessage, outcome: str, values: dict, error: DeliveryError | None,
+            send_ms: float | None, *, finished: dt.datetime | None = None, reason: str | None = None) -> None:
+        with self._lock:
+            self._pending.append((message, outcome, values, error, send_ms, finished, reason))
+            if self._timer is None:
+                self._timer = threading.Timer(RECORD_WITHIN_S, self.flush)
+                self._timer.daemon = True
+                self._timer.start()
+
+    def close(self) -> None:
+        with self._lock:
+            if self._timer is not None:
+                self._timer.cancel()
+        self.flush()
+
+    def flush(self) -> None:
+        with self._writing:
+            with self._lock:
+                pending, self._pending, self._timer = self._pending, [], None
+            if not pending:
+                return
+            done = self._write([(message.id, values) for message, _o, values, *_ in pending])
+            for (message, outcome, _v, error, send_ms, finished, reason), recorded in zip(pending, done):
+                if outcome == "released":
+                    continue
+                extra = {"outbox_id": message.id, "kind": message.kind, "channel": message.channel,
+                         "outcome": outcome if recorded else f"{outcome}-unrecorded", "attempt": message.attempts}
+                if reason is not None:
+                    extra["reason"] = reason
+                else:
+                    extra.update({
+                        "to": masked_recipient(message), "send_ms": send_ms,
+                        "queued_ms": round((finished - message.created_at).total_seconds() * 1000, 1),
+                        "error": None if error is None else str(error)})
+                log.log(logging.INFO if outcome == "sent" else logging.WARNING, "outbox delivery", extra=extra)
+
+    def _write(self, rows: list[tuple[int, dict]]) -> list[bool]:
+        """Write the outcomes, each only if this claim still holds its row; per row, whether it was written.
+
+        Short, because on SQLite it holds the store's write lock: the rows this claim still holds are read (locked
+        on PostgreSQL), then one executemany per set of columns — not one ORM statement per row (32 of those held
+        the lock ~18 ms)."""
+        table = OutboxMessage.__table__
+        ids = [message_id for message_id, _ in rows]
         for attempt in range(RECORD_TRIES):
             try:
-                with store.unit_of_work() as uow:
-                    done = uow.session.execute(
-                        update(OutboxMessage)
-                        .where(OutboxMessage.id == message_id, OutboxMessage.claimed_by == token,
-                               OutboxMessage.status == "sending")
-                        .values(**values)
-                    ).rowcount
+                with self.store.unit_of_work() as uow:
+                    connection = uow.session.connection()
+                    held = set(connection.execute(
+                        select(table.c.id).where(table.c.id.in_(ids), table.c.claimed_by == self.token,
+                                                 table.c.status == "sending").with_for_update()).scalars())
+                    groups: dict[tuple[str, ...], list[dict]] = {}
+                    for message_id, values in rows:
+                        if message_id in held:
+                            groups.setdefault(tuple(sorted(values)), []).append({"b_id": message_id, **{
+                                f"b_{key}": value for key, value in values.items()}})
+                    for keys, params in groups.items():
+                        connection.execute(
+                            table.update()
+                            .where(table.c.id == bindparam("b_id"), table.c.claimed_by == self.token,
+                                   table.c.status == "sending")
+                            .values({key: bindparam(f"b_{key}") for key in keys}), params)
                     uow.commit()
-                return bool(done)
+                return [message_id in held for message_id in ids]
             except StoreUnavailable:
                 if attempt == RECORD_TRIES - 1:
-                    return False  # the row stays `sending`; after its lease another relay sends it again
+                    return [False] * len(rows)  # the rows stay `sending`; after the lease another relay sends them
                 time.sleep(RECORD_PAUSE_S)
-        return False
-
+        return [False] * len(rows)
 
 def backlog(store: Store, *, now: dt.datetime | None = None) -> dict[str, object]:
     """What is queued and not yet delivered: how many, and the oldest one's age in seconds (None when empty)."""

@@ -76,12 +76,16 @@ class Relay:
                     self._swept = time.monotonic()  # one sweep per poll interval for the whole relay is enough
                     self.notifier.give_up_expired(self.store)
                 while not self.stop.is_set():
-                    claim = self.notifier.claim(self.store)
+                    claim = self.notifier.claim_batch(self.store)
                     self.heartbeat = time.monotonic()
                     if claim is None:
                         break
-                    self.notifier.send(self.store, *claim)
+                    if len(claim.messages) == self.settings.outbox_claim_batch:
+                        self.wake()  # a full batch: more may be due, another worker (if any) takes the next one
+                    self.notifier.send_batch(self.store, claim, stop=self.stop, progress=self._beat)
                     self.heartbeat = time.monotonic()
+                    if len(claim.messages) < self.settings.outbox_claim_batch:
+                        break  # the claim took every due row: no second, empty claim (a write transaction)
             except StoreUnavailable as exc:
                 log.warning("outbox relay: store unavailable", extra={"reason": str(exc)})
             except Exception:  # noqa: BLE001 - a bad row or a bug must not stop the relay; the row keeps its lease
@@ -90,6 +94,15 @@ class Relay:
                 if self._generation == seen:
                     self._wake.wait(self.settings.outbox_poll_seconds)
                 seen = self._generation
+
+    def _beat(self) -> None:
+        self.heartbeat = time.monotonic()
+
+    @property
+    def workers(self) -> int:
+        """Claiming threads: OUTBOX_RELAY_THREADS on PostgreSQL; one on SQLite, where every claim and record takes
+        the database's single write lock — more threads would only queue on it (and on the webhook's locks)."""
+        return self.settings.outbox_relay_threads if self._postgres else 1
 
     def _listen(self) -> None:
         """Wake the workers on every NOTIFY; reconnect (polling meanwhile) when the connection drops."""
@@ -112,7 +125,7 @@ class Relay:
     def run(self, *, health_port: int | None = None) -> None:
         """Deliver until `self.stop` is set; then finish the sends under way and return."""
         workers = [threading.Thread(target=self._work, name=f"relay-{n}", daemon=True)
-                   for n in range(self.settings.outbox_relay_threads)]
+                   for n in range(self.workers)]
         for w in workers:
             w.start()
         server = self._serve_health(health_port) if health_port is not None else None
