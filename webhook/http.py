@@ -130,7 +130,7 @@ def _answer(request: Request, service: Service, outcome: Outcome, started: float
         level = logging.WARNING
     else:
         level = logging.INFO
-    log.log(level, logs.CALL_MESSAGE, extra={logs.CALL_FIELDS: fields})
+    log.log(level, "webhook call", extra={logs.CALL_FIELDS: fields})
     return json_response(outcome.status, outcome.body, headers)
 
 

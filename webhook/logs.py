@@ -32,7 +32,6 @@ _TRACE_FIELDS = ("logging.googleapis.com/trace", "logging.googleapis.com/spanId"
                  "logging.googleapis.com/trace_sampled")
 # The record attribute that carries a prebuilt line (see `call_fields`).
 CALL_FIELDS = "lockcard_fields"
-CALL_MESSAGE = "webhook call"
 
 _EMAIL = re.compile(r"[\w.+-]+@([\w-]+\.)+[\w-]+", re.UNICODE)
 # A phone number: 10 or more digits, optionally after '+', with spaces, dots or hyphens between them.
@@ -99,17 +98,15 @@ def _dumps(entry: dict[str, object]) -> str:
 
 class CloudLoggingFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        fields = record.__dict__.get(CALL_FIELDS)
-        message = record.getMessage()
         entry: dict[str, object] = {
             "severity": record.levelname,
-            # A webhook call's line: its message is the constant CALL_MESSAGE and its free text was scrubbed by
-            # call_fields; any other message may carry anything.
-            "message": message if fields is not None and message == CALL_MESSAGE else scrub(message),
+            "message": scrub(record.getMessage()),
             "time": iso_time(record.created),
             "logger": record.name,
         }
+        fields = record.__dict__.get(CALL_FIELDS)
         if fields is not None:
+            # A webhook call's line: built by call_fields, its free text already scrubbed there.
             entry.update(fields)
             return _dumps(entry)
         for name in _FIELDS:
