@@ -450,14 +450,11 @@ class UnitOfWork:
             cursor.execute(compiled.sql, compiled.parameters(values))
             rows = compiled.rows(cursor.fetchall())
         except dialect.loaded_dbapi.Error as exc:
+            error = self._wrapped(exc, pooled, cursor, compiled.sql, pooled=not kept)
             if kept:
-                # Whatever went wrong, the next read opens a fresh connection rather than trust this one (it is
-                # not the pool's: nothing there to invalidate).
-                disconnect = dialect.is_disconnect(exc, dbapi_conn, cursor)
+                # Whatever went wrong, the next read opens a fresh connection rather than trust this one.
                 self._readers.drop_reader_connection(pooled)
-                raise DBAPIError.instance(compiled.sql, None, exc, dialect.loaded_dbapi.Error, hide_parameters=True,
-                                          connection_invalidated=disconnect, dialect=dialect) from exc
-            raise self._wrapped(exc, pooled, cursor, compiled.sql) from exc
+            raise error from exc
         finally:
             if cursor is not None:
                 cursor.close()
@@ -465,13 +462,15 @@ class UnitOfWork:
                 dbapi_conn.autocommit = False
         return rows
 
-    def _wrapped(self, exc: Exception, pooled: PoolProxiedConnection, cursor: Any, sql: str | None) -> DBAPIError:
+    def _wrapped(self, exc: Exception, connection: PoolProxiedConnection, cursor: Any, sql: str | None, *,
+                 pooled: bool = True) -> DBAPIError:
         """A DBAPI error as SQLAlchemy raises it (IntegrityError, OperationalError, …), the connection invalidated
-        if it was lost — as SQLAlchemy does on a disconnect: this connection and the pool's older ones dropped."""
+        if it was lost — as SQLAlchemy does on a disconnect: this connection and the pool's older ones dropped (a
+        kept reader connection, `pooled=False`, is not the pool's: its owner drops it)."""
         dialect = self._engine.dialect
-        disconnect = dialect.is_disconnect(exc, pooled.dbapi_connection, cursor)
-        if disconnect:
-            self._engine.pool._invalidate(pooled, exc)
+        disconnect = dialect.is_disconnect(exc, connection.dbapi_connection, cursor)
+        if disconnect and pooled:
+            self._engine.pool._invalidate(connection, exc)
         return DBAPIError.instance(sql, None, exc, dialect.loaded_dbapi.Error, hide_parameters=True,
                                    connection_invalidated=disconnect, dialect=dialect)
 
