@@ -132,14 +132,15 @@ _VERIFIED_SINCE = (
 # What every read tag needs, in one round trip: the live customer with this number, whether this session verified
 # them recently enough, and their cards (LEFT JOIN: a customer without cards is one row with NULL card columns).
 _C, _K, _V = Customer.__table__.c, Card.__table__.c, VerifiedSession.__table__.c
+# This session verified the customer at or after :since (the read tags' window, or the lock's step-up window).
+_VERIFIED_BY_SESSION = exists().where(_V.session == bindparam("session"), _V.customer_id == _C.id,
+                                      _V.verified_at >= bindparam("since", type_=_V.verified_at.type))
 _READER = PlainQuery(
     select(
         _C.id, _C.phone_e164, _C.name, _C.email, _C.zip_code,
         # As an Integer (0/1, or PostgreSQL's bool): a Boolean column would convert every row in Python on SQLite;
         # customer_verified_since reads it with bool().
-        type_coerce(exists().where(_V.session == bindparam("session"), _V.customer_id == _C.id,
-                                   _V.verified_at >= bindparam("since", type_=_V.verified_at.type)),
-                    Integer).label("verified"),
+        type_coerce(_VERIFIED_BY_SESSION, Integer).label("verified"),
         _K.last4, _K.vendor, _K.status,
     )
     .select_from(Customer.__table__.outerjoin(Card.__table__, _K.customer_id == _C.id))
@@ -218,8 +219,7 @@ _LOCK_TARGET = PlainQuery(
     )
     .where(
         _C.phone_e164 == bindparam("phone"), _C.deleted_at.is_(None),
-        exists().where(_V.session == bindparam("session"), _V.customer_id == _C.id,
-                       _V.verified_at >= bindparam("since", type_=_V.verified_at.type)),
+        _VERIFIED_BY_SESSION,
     )
     .with_for_update(of=Card.__table__)
 )
