@@ -35,12 +35,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from bench import seed
-from bench.bodies import PREFIX, TAGS, body, template
+from bench.bodies import PREFIX, TAGS, WRITES, body, template
 from bench.servers import AUTH_HEADER, AUTH_TOKEN, ROOT, Relay, Server, post
 
 HERE = Path(__file__).resolve().parent
 LUA = HERE / "wrk" / "cx.lua"
-WRITES = ("verify_otp", "lock")
 PG_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/lockcard_bench"
 MAX_RATE = 3000  # req/s no server here reaches: sizes the pool of write customers prepared per run

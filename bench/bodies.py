@@ -20,6 +20,10 @@ TAGS = {
 }
 # Which session a request runs in: a verified reader, a session with a pending code, a freshly verified locker.
 PREFIX = {"get_card_details": "read", "validate_card": "read", "verify_otp": "otp", "lock": "lock"}
+# A write needs a customer of its own per call (a fresh session and card, or a pending code), which only the full
+# benchmark and bench.profile prepare; any reader may call a read again and again.
+WRITES = ("verify_otp", "lock")
+READS = tuple(short for short in TAGS if short not in WRITES)
 AGENT = "projects/bench/locations/global/agents/lockcard"
 WRONG_CODE = "000000"
 
@@ -76,3 +80,13 @@ def body(short: str, i: int, n: int = 0) -> bytes:
     for name, value in values(short, i, n).items():
         text = text.replace("${" + name + "}", value)
     return text.encode()
+
+
+def read_tags(parser, tags: list[str]) -> list[str]:
+    """The read tags a command was asked for (both by default); an argparse error for any other name."""
+    for short in tags:
+        if short not in TAGS:
+            parser.error(f"unknown tag {short!r} (choose from {', '.join(READS)})")
+        if short not in READS:
+            parser.error(f"{short} is a write: each call needs a customer of its own (python -m bench.profile)")
+    return tags or list(READS)

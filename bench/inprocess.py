@@ -19,11 +19,10 @@ import time
 from pathlib import Path
 
 from bench import seed
-from bench.bodies import TAGS, body
+from bench.bodies import READS, TAGS, body, read_tags
 from bench.profile import wsgi_call
 
 BASELINE_REQUEST_US = 370.0  # issue 15's model: the baseline's end-to-end cost of one request under wrk
-READS = ("get_card_details", "validate_card")
 
 
 def cpu_us_per_request(app, bodies: list[bytes]) -> float:
@@ -35,16 +34,11 @@ def cpu_us_per_request(app, bodies: list[bytes]) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.inprocess", description=__doc__.splitlines()[0])
-    parser.add_argument("tags", nargs="*", help=f"short tag names among {', '.join(TAGS)} (default: the two reads)")
+    parser.add_argument("tags", nargs="*", help=f"read tags among {', '.join(READS)} (default both)")
     parser.add_argument("--blocks", type=int, default=15, help="alternating blocks per app (median taken)")
     parser.add_argument("--block", type=int, default=200, help="requests per block")
     args = parser.parse_args(argv)
-    args.tags = args.tags or list(READS)
-    for short in args.tags:
-        if short not in TAGS:
-            parser.error(f"unknown tag {short!r} (choose from {', '.join(TAGS)})")
-        if short not in READS:
-            parser.error(f"{short} is a write: each call needs a customer of its own (python -m bench.profile)")
+    args.tags = read_tags(parser, args.tags)
 
     work = Path(tempfile.mkdtemp(prefix="lockcard-inprocess-", dir="/dev/shm" if Path("/dev/shm").is_dir() else None))
     url = f"sqlite:///{work / 'store.sqlite3'}"

@@ -24,8 +24,9 @@ import sys
 import tempfile
 from pathlib import Path
 
+from bench.bodies import READS, read_tags
+
 ROOT = Path(__file__).resolve().parent.parent
-READS = ("get_card_details", "validate_card")
 READERS = 1000
 # The C function that drives the measured loop: callgrind collects while it is on the stack, nowhere else.
 DRIVER = "functools_reduce"
@@ -88,10 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("tags", nargs="*", help=f"read tags among {', '.join(READS)} (default both)")
     parser.add_argument("--calls", type=int, default=400, help="measured requests per app and tag")
     args = parser.parse_args(argv)
-    args.tags = args.tags or list(READS)
-    for short in args.tags:
-        if short not in READS:
-            parser.error(f"unknown read tag {short!r} (choose from {', '.join(READS)})")
+    args.tags = read_tags(parser, args.tags)
     if shutil.which("valgrind") is None:
         raise SystemExit("bench.instructions needs valgrind (Debian: apt-get install valgrind)")
     from bench import seed
