@@ -179,12 +179,14 @@ def test_no_notice_is_queued_for_a_toll_free_number(caller, store):
 
 # --- failures in the middle keep nothing -------------------------------------------------------------------------
 
-def test_a_failing_outbox_insert_keeps_nothing_and_the_retry_locks(hanako, store, store_url):
-    """The last of the four writes fails (in the database): the card's UPDATE, the ticket and the audit row sent
-    before it are rolled back with it, on the first run and on the webhook's one retry. Once the outbox takes
-    rows again, the same request makes one whole lock."""
+@pytest.mark.parametrize("table", ["audit_events", "outbox"])
+def test_a_failing_insert_keeps_nothing_and_the_retry_locks(hanako, store, store_url, table):
+    """The audit row (third of the four writes) or the outbox row (the last) cannot be written — the database
+    refuses it: webhook_error, and the card's UPDATE and every row sent before it are rolled back with it, on the
+    first run and on the webhook's one retry. Once the table takes rows again, the same request makes one whole
+    lock."""
     before = store_snapshot(store)
-    remove = refuse_inserts(store_url, "outbox")
+    remove = refuse_inserts(store_url, table)
     try:
         assert lock(hanako) == {"transfer_reason": "webhook_error", "webhook_error_code": "INTERNAL"}
     finally:
