@@ -100,19 +100,20 @@ def _lock_exchanges(trace: ProtocolTrace) -> list[str]:
     return lines[:end + 1]
 
 
-def _lock(hanako):
+def _traced_lock(traced) -> list[str]:
+    """Lock Hanako's card 4444 and return the protocol trace of that lock up to its COMMIT."""
+    hanako, trace = traced
+    trace.mark()
     locked = hanako.call("lock_card", last_four_digit_of_card_number="4444", lock_type="inactive",
                          lock_reason="lost")
     assert locked["card_status"] == "inactive"
+    return _lock_exchanges(trace)
 
 
 @pytest.mark.postgres
 def test_a_lock_writes_in_one_transaction(traced):
     """The card's new status, the ticket, the audit row and the outbox row: between one BEGIN and one COMMIT."""
-    hanako, trace = traced
-    trace.mark()
-    _lock(hanako)
-    lines = _lock_exchanges(trace)
+    lines = _traced_lock(traced)
     writes = [i for i, line in enumerate(lines) if line.startswith("F\t") and ('"INSERT ' in line or '"UPDATE ' in line)]
     begins = [i for i, line in enumerate(lines) if line.startswith("F\t") and '"BEGIN"' in line]
     ends = [i for i, line in enumerate(lines) if line.startswith("F\t") and ('"COMMIT"' in line or '"ROLLBACK"' in line)]
@@ -123,10 +124,7 @@ def test_a_lock_writes_in_one_transaction(traced):
 @pytest.mark.postgres
 def test_a_lock_takes_at_most_four_round_trips(traced):
     """Issue 15's target for a fresh lock: at most four exchanges with the server up to its COMMIT."""
-    hanako, trace = traced
-    trace.mark()
-    _lock(hanako)
-    lines = _lock_exchanges(trace)
+    lines = _traced_lock(traced)
     assert sum(1 for line in lines if line.startswith("B\t") and "\tReadyForQuery" in line) <= 4, "\n".join(lines)
 
 
