@@ -17,7 +17,7 @@ from cardstore.uow import Store
 from settings import ProductionRefused, Settings
 from webhook import flexible, logs
 from webhook.dispatch import Service
-from webhook.http import MAX_BODY_BYTES, authenticator, json_response, serve
+from webhook.http import MAX_BODY_BYTES, WebhookEdge, authenticator, json_response, respond
 
 
 log = logging.getLogger("lockcard.webhook")
@@ -51,19 +51,22 @@ def create_app(settings: Settings | None = None, **overrides: object) -> Flask:
     logs.configure()
     service = build_service(settings, app.instance_path)
     app.extensions["lockcard"] = service
+    # POST /webhook and /flexible/<tag> are answered in front of Flask (webhook.http.WebhookEdge); the routes below
+    # answer them only where the edge is not in front (functions-framework builds its own Flask app).
+    app.wsgi_app = WebhookEdge(service, app.wsgi_app)  # type: ignore[method-assign]
     authenticator(service)  # built now: a broken auth configuration fails at start-up, not on the first call
 
     @app.post("/webhook")
     def webhook_route():
         from flask import request
 
-        return serve(request, service)
+        return respond(request, service)
 
     @app.post("/flexible/<path:tag>")
     def flexible_route(tag: str):
         from flask import request
 
-        return serve(request, service, lambda payload: flexible.handle(service, tag, payload))
+        return respond(request, service, lambda payload: flexible.handle(service, tag, payload))
 
     @app.get("/healthz")
     def healthz():

@@ -21,6 +21,7 @@ import logging
 import math
 import re
 import sys
+import time
 from typing import NamedTuple
 
 import orjson
@@ -151,6 +152,55 @@ def call_fields(*, tag: str | None, session: str | None, latency_s: float, statu
     return fields
 
 
+def log_call(logger: logging.Logger, level: int, fields: dict[str, object]) -> None:
+    """Log one webhook call's line (`fields` from `call_fields`) as "webhook call" at `level`.
+
+    When the line's only destination is the stdout handler `configure` installed, it is formatted and written there
+    directly — the same bytes `CloudLoggingFormatter` writes, under the handler's lock — without a LogRecord and
+    the logging module's dispatch (two thirds of the line's cost, issue 15). Anything else (another handler or a
+    filter added, the level raised, logging disabled) takes the logging module's path.
+    """
+    handler = _direct_handler(logger, level)
+    if handler is None:
+        logger.log(level, "webhook call", extra={CALL_FIELDS: fields})
+        return
+    entry: dict[str, object] = {"severity": logging.getLevelName(level), "message": "webhook call",
+                                "time": iso_time(time.time()), "logger": logger.name}
+    entry.update(fields)
+    line = _dumps(entry) + "\n"
+    with handler.lock:  # type: ignore[union-attr]
+        try:
+            stream = sys.stdout
+            stream.write(line)
+            stream.flush()
+        except Exception:  # noqa: BLE001 - as logging's emit: a failed write must not fail the call
+            handler.handleError(None)  # type: ignore[arg-type]
+
+
+def _direct_handler(logger: logging.Logger, level: int) -> _StdoutHandler | None:
+    """The one handler a line from `logger` at `level` reaches, if it is ours and nothing else is in the way."""
+    if logger.disabled or logging.root.manager.disable >= level:
+        return None
+    current: logging.Logger | None = logger
+    while current is not None:
+        if current.filters or current.disabled:
+            return None
+        if current.level and current.level > level:
+            return None
+        if current.handlers:
+            if len(current.handlers) != 1 or current.propagate:
+                return None
+            handler = current.handlers[0]
+            if (not isinstance(handler, _StdoutHandler) or handler.filters or handler.level > level
+                    or type(handler.formatter) is not CloudLoggingFormatter):
+                return None
+            return handler
+        if not current.propagate:
+            return None
+        current = current.parent  # type: ignore[assignment]
+    return None
+
+
 class _StdoutHandler(logging.StreamHandler):
     """Writes to whatever sys.stdout is at the time (not the object it was when configured: a test's capture, a
     reopened stream); and when a write fails, says so without the record's arguments, which logging's own
@@ -207,6 +257,7 @@ def session_ref(session_path: str | None, key: bytes) -> str | None:
     return _session_ref(session_path, key)
 
 
-@functools.lru_cache(maxsize=4096)  # a session's turns follow each other: one HMAC per session, not per call
+@functools.lru_cache(maxsize=16384)  # a session's turns follow each other: one HMAC per session, not per call
 def _session_ref(session_path: str, key: bytes) -> str:
-    return hmac.new(key, session_path.encode(), hashlib.sha256).hexdigest()[:16]
+    # hmac.digest: OpenSSL's one-shot HMAC, without the Python-level HMAC object (~10× cheaper, same value).
+    return hmac.digest(key, session_path.encode(), "sha256").hex()[:16]

@@ -188,3 +188,62 @@ def test_the_log_time_matches_datetime_over_many_random_instants():
         created = rng.uniform(0, 4_102_444_800)
         assert iso_time(created) == dt.datetime.fromtimestamp(created, dt.timezone.utc).isoformat(
             timespec="milliseconds"), created
+
+
+def test_a_served_process_writes_each_call_line_itself_and_no_secret(tmp_path):
+    """Under gunicorn (the set-up the direct log path is for: our stdout handler alone), every call is one JSON line
+    on stdout, and neither the caller's number in any form, nor a code they typed, nor the token is in it."""
+    import os
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    token = "served-log-token-0123456789abcdef"
+    env = {**os.environ, "DATABASE_URL": f"sqlite:///{tmp_path / 'store.sqlite3'}", "NOTIFY_BACKEND": "file",
+           "NOTIFY_FILE": str(tmp_path / "notify.jsonl"), "APP_ENV": "development", "WEBHOOK_AUTH": "header",
+           "WEBHOOK_HEADER_NAME": "X-Webhook-Token", "WEBHOOK_HEADER_VALUE": token, "CONSOLE_AUTH": "off"}
+    flask = [sys.executable, "-m", "flask", "--app", "main", "store"]
+    for command in ("upgrade", "load-fixtures"):
+        subprocess.run([*flask, command], cwd=root, env=env, check=True, capture_output=True)
+    out = tmp_path / "stdout"
+    with out.open("wb") as sink:
+        server = subprocess.Popen([sys.executable, "-m", "gunicorn", "--workers", "1", "--bind", f"127.0.0.1:{port}",
+                                   "main:app"], cwd=root, env=env, stdout=sink, stderr=subprocess.DEVNULL)
+    calls = [("verify_user", {}), ("send_otp", {"otp_channel": "sms"}), ("verify_otp", {"otp_code": "271828"}),
+             ("get_card_details", {}), ("validate_card", {"last_four_digit_of_card_number": "4444"})]
+    tags = Caller.TAGS
+    try:
+        for n, (action, params) in enumerate(calls):
+            body = json.dumps(cx_request(tags[action], "served-logs", phone_number="09000001111",
+                                         caller_id="+819000001111", **params)).encode()
+            request = urllib.request.Request(f"http://127.0.0.1:{port}/webhook", data=body, method="POST", headers={
+                "Content-Type": "application/json", "X-Webhook-Token": token})
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    with urllib.request.urlopen(request, timeout=10) as answer:
+                        assert answer.status == 200
+                    break
+                except OSError:  # gunicorn still starting (the first call only)
+                    if n or time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.1)
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=30)
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    call_lines = [line for line in lines if line.get("message") == "webhook call"]
+    assert [line["tag"] for line in call_lines] == [tags[action] for action, _ in calls]
+    assert all(line["logger"] == "lockcard.webhook" and line["httpRequest"]["requestUrl"] == "/webhook"
+               for line in call_lines)
+    text = out.read_text()
+    for secret in (*HANAKO_FORMS, "271828", token):
+        assert secret not in text, secret
