@@ -58,6 +58,11 @@ SQLITE_BUSY_TIMEOUT_MS = 4000
 # the WAL, so durability is unchanged. The one trade: an I/O error on a mapped page (a failing disk, a file
 # truncated behind SQLite's back) stops the process with SIGBUS instead of failing one statement.
 SQLITE_MMAP_BYTES = 1 << 30
+# A webhook's commit does not checkpoint the WAL (copy its pages into the database file and fsync it: ~80 µs a lock,
+# averaged): the outbox relay, which runs beside the webhook, checkpoints it every CHECKPOINT_SECONDS
+# (notify.relay). This is the backstop for a store nobody checkpoints (no relay running): SQLite's own
+# checkpoint-on-commit once the WAL holds this many pages (~40 MB; SQLite's default is 1,000).
+SQLITE_WAL_AUTOCHECKPOINT = 10_000
 # No ping on every checkout (one more round trip per call): a connection is pinged only when it has idled this
 # long (a failover or an idle timeout may have dropped it meanwhile), and replaced after POOL_RECYCLE_S whatever
 # its use. A connection that dies in use fails that call (STORE_UNAVAILABLE) and the pool drops its generation.
@@ -220,6 +225,7 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:
     # file grows. The page cache stays at its default: with the map, reads bypass it (a bigger one measured no
     # better, and would be private memory per connection).
     cur.execute(f"PRAGMA mmap_size={SQLITE_MMAP_BYTES}")
+    cur.execute(f"PRAGMA wal_autocheckpoint={SQLITE_WAL_AUTOCHECKPOINT}")
     cur.close()
 
 
@@ -296,6 +302,28 @@ class Store:
         except DBAPIError as exc:
             raise StoreUnavailable(type(exc.orig).__name__ if exc.orig else type(exc).__name__) from exc
         self.breaker.reset()
+
+    def checkpoint(self) -> tuple[int, int] | None:
+        """SQLite: copy what the WAL holds into the database file, without waiting for anyone (PASSIVE: readers and
+        the writer go on; what they still need is left for the next time). (WAL pages, pages copied); None on a
+        store with no WAL to checkpoint (PostgreSQL checkpoints itself)."""
+        if not self.url.startswith("sqlite"):
+            return None
+        # On the DBAPI connection, outside any transaction: SQLAlchemy's would begin one (BEGIN IMMEDIATE here, the
+        # write lock), and SQLite does not checkpoint from inside a transaction.
+        pooled = self.engine.raw_connection()
+        try:
+            cursor = pooled.dbapi_connection.cursor()
+            try:
+                busy, log, copied = cursor.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+            finally:
+                cursor.close()
+        except self.engine.dialect.loaded_dbapi.Error as exc:
+            pooled.invalidate()
+            raise StoreUnavailable(type(exc).__name__) from exc
+        finally:
+            pooled.close()
+        return log, copied
 
     def dispose(self) -> None:
         with self._lock:

@@ -206,3 +206,52 @@ def test_dispose_closes_the_kept_reader_connections(make_app, phone):
     with pytest.raises(sqlite3.ProgrammingError):
         kept.execute("SELECT 1")
     assert hanako.call("get_card_details")["card_count"] >= 1  # a new one, on the next read
+
+
+# --- who checkpoints SQLite's WAL ---------------------------------------------------------------------------------
+
+def _write_pages(store: Store, pages: int) -> None:
+    """Commit audit rows holding about `pages` 4 KiB pages of text, in one transaction."""
+    with store.unit_of_work() as uow:
+        for n in range(pages):
+            uow.session.add(AuditEvent(actor="test", action="test.filler", after={"filler": f"{n:06d}" * 680}))
+        uow.commit()
+
+
+def test_a_webhook_commit_leaves_the_checkpoint_to_the_relay(sqlite_url):
+    """A commit that takes the WAL past SQLite's default 1,000 pages does not copy them into the database file (a
+    checkpoint, with its fsync) on the caller's time: the file is unchanged until the store is checkpointed."""
+    from pathlib import Path
+
+    store = Store(sqlite_url)  # migrated and loaded (the fixture's copy)
+    database = Path(sqlite_url.removeprefix("sqlite:///"))
+    store.checkpoint()
+    before = database.stat().st_size
+    _write_pages(store, 1500)
+    assert database.stat().st_size == before
+    log, copied = store.checkpoint()
+    assert log >= 1500 and copied == log
+    assert database.stat().st_size >= before + 1500 * 4096
+    store.dispose()
+
+
+def test_a_store_nobody_checkpoints_is_checkpointed_by_its_writers_past_the_backstop(sqlite_url):
+    """No relay running: past SQLITE_WAL_AUTOCHECKPOINT pages, a commit checkpoints after all (the WAL stays bounded)."""
+    from pathlib import Path
+
+    from cardstore.uow import SQLITE_WAL_AUTOCHECKPOINT
+
+    store = Store(sqlite_url)
+    database = Path(sqlite_url.removeprefix("sqlite:///"))
+    store.checkpoint()
+    before = database.stat().st_size
+    _write_pages(store, SQLITE_WAL_AUTOCHECKPOINT + 500)
+    assert database.stat().st_size > before + SQLITE_WAL_AUTOCHECKPOINT * 4096
+    store.dispose()
+
+
+@pytest.mark.postgres
+def test_checkpoint_is_nothing_to_do_on_postgresql(postgres_base_url):
+    store = Store(postgres_base_url)
+    assert store.checkpoint() is None
+    store.dispose()

@@ -259,3 +259,23 @@ def test_bad_relay_settings_stop_it_at_start_up(tmp_path, sqlite_url):
                                  "NOTIFY_DEADLINE_SECONDS": "10"}, capture_output=True, text=True, timeout=60)
     assert result.returncode != 0
     assert "OUTBOX_LEASE_SECONDS" in result.stderr + result.stdout
+
+
+def test_the_relay_checkpoints_the_sqlite_store_the_webhook_writes(tmp_path, phone, relays, sqlite_url):
+    """The webhook's commits leave the WAL's checkpoint (a copy into the database file and an fsync) to the relay
+    process beside it: pages a commit left in the WAL reach the database file without anyone else asking."""
+    from cardstore.models import AuditEvent
+    from cardstore.uow import Store
+
+    database = Path(sqlite_url.removeprefix("sqlite:///"))
+    store = Store(sqlite_url)
+    store.checkpoint()
+    before = database.stat().st_size
+    relays(sqlite_url, phone.path, outbox_poll_seconds=5)
+    with store.unit_of_work() as uow:
+        for n in range(1500):
+            uow.session.add(AuditEvent(actor="test", action="test.filler", after={"filler": f"{n:06d}" * 680}))
+        uow.commit()
+    assert database.stat().st_size == before  # the commit itself copied nothing
+    wait_for(lambda: database.stat().st_size >= before + 1500 * 4096, "the relay's checkpoint")
+    store.dispose()
