@@ -71,3 +71,35 @@ def test_small_ints_refuse_fractions_and_text(raw):
     """A fraction, a word or a boolean is not a count."""
     with pytest.raises(ValueError):
         values.small_int(raw)
+
+
+# Premium-rate, toll-free, shared-cost (Japan's 0570 navi dial), mobile, fixed line, the demo's unallocated 090-0000,
+# and a UK mobile: what phone_type says must not depend on whether the number was just canonicalised by e164().
+TYPED_NUMBERS = [("0990-123-456", "JP"), ("0120-123-456", "JP"), ("0570-123-456", "JP"), ("090-1234-5678", "JP"),
+                 ("03-1234-5678", "JP"), ("090-0000-1111", "JP"), ("07400 123456", "GB"), ("+1 900 555 0123", "US")]
+
+
+@pytest.mark.parametrize("raw, region", TYPED_NUMBERS)
+def test_the_type_of_a_number_is_the_same_whether_or_not_it_was_just_parsed(raw, region):
+    import phonenumbers
+
+    number = contact.parse_phone(raw, region)
+    expected = contact._TYPE_NAMES.get(phonenumbers.number_type(phonenumbers.parse(
+        phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164))), "UNKNOWN")
+    contact.phone_type.cache_clear()
+    contact._RECENT.clear()
+    text = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+    assert contact.phone_type(text) == expected  # parsed from the string
+    contact.phone_type.cache_clear()
+    assert contact.e164(contact.parse_phone(raw, region)) == text
+    assert text in contact._RECENT
+    assert contact.phone_type(text) == expected  # read off the remembered parse
+    assert (contact.cost_risk(text) is not None) == (expected in ("PREMIUM_RATE", "TOLL_FREE", "SHARED_COST", "UAN"))
+
+
+def test_the_remembered_numbers_stay_bounded():
+    contact._RECENT.clear()
+    for i in range(contact._RECENT_MAX + 100):
+        contact.e164(contact.parse_phone(f"+8190{i:08d}", "JP"))
+    assert len(contact._RECENT) == contact._RECENT_MAX
+    assert "+819000000000" not in contact._RECENT and f"+8190{contact._RECENT_MAX + 99:08d}" in contact._RECENT
