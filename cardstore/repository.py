@@ -177,6 +177,21 @@ _TK = LockTicket.__table__
 _NEWEST, _TICKET, _TAKEN = _TK.alias("newest"), _TK.alias("ticket"), _TK.alias("taken")
 
 
+def _candidates() -> dict[str, int]:
+    """NUMBER_CANDIDATES independent random 7-digit numbers (n0, n1 …), from one draw of the system's CSPRNG: the
+    digits of a uniform number below 9,000,000 ** NUMBER_CANDIDATES in base 9,000,000 are each uniform and
+    independent (one secrets.randbelow instead of one per candidate: each is a getrandom call)."""
+    draw = secrets.randbelow(_SPAN ** NUMBER_CANDIDATES)
+    out = {}
+    for i in range(NUMBER_CANDIDATES):
+        draw, digit = divmod(draw, _SPAN)
+        out[f"n{i}"] = 1_000_000 + digit
+    return out
+
+
+_SPAN = 9_000_000  # 7-digit numbers: 1,000,000 … 9,999,999
+
+
 def _free_number_among(count: int):
     """The first of the bound candidates n0…n{count-1} that no lock ticket has, else NULL."""
     def candidate(i: int):
@@ -410,15 +425,14 @@ class Repository:
         customer with this number at or after `since` and they have this card. Row-locks the card (PostgreSQL)."""
         values: dict[str, Any] = {"phone": phone_e164, "last4": last4, "session": session, "since": since,
                                   "lock_type": lock_type}
-        values.update((f"n{i}", random_number()) for i in range(NUMBER_CANDIDATES))
+        values.update(_candidates())
         rows = self._uow.execute(_LOCK_TARGET, values)
         return LockTarget(*rows[0]) if rows else None
 
     def free_lock_number(self) -> int:
         """A lock ticket number no ticket has, when the lock's own candidates were all taken."""
         while True:
-            values = {f"n{i}": random_number() for i in range(NUMBER_CANDIDATES)}
-            (number,), = self._uow.execute(_FREE_LOCK_NUMBER, values)
+            (number,), = self._uow.execute(_FREE_LOCK_NUMBER, _candidates())
             if number is not None:
                 return number
 

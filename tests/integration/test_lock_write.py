@@ -195,6 +195,13 @@ def test_a_failing_insert_keeps_nothing_and_the_retry_locks(hanako, store, store
     _assert_one_whole_lock(store, lock(hanako))
 
 
+def _offer(monkeypatch, numbers: list[int]) -> None:
+    """The lock's candidate ticket numbers are these, NUMBER_CANDIDATES at a time, in order."""
+    supply = iter(numbers)
+    monkeypatch.setattr(repository, "_candidates",
+                        lambda: {f"n{i}": next(supply) for i in range(repository.NUMBER_CANDIDATES)})
+
+
 def test_taken_candidates_fall_back_to_a_probe(hanako, store, monkeypatch):
     """Every number the lock's statement was offered is taken: the probe finds a free one, and the lock uses it."""
     other = _card(store, "4444", "+819000002222")
@@ -204,8 +211,7 @@ def test_taken_candidates_fall_back_to_a_probe(hanako, store, monkeypatch):
             uow.repo.add(LockTicket(number=n, card_id=other.id, session="elsewhere", lock_type="inactive",
                                     reason="lost", created_at=utcnow()))
         uow.commit()
-    numbers = iter(taken + [2_000_007] + list(range(3_000_000, 3_000_100)))
-    monkeypatch.setattr(repository, "random_number", lambda: next(numbers))
+    _offer(monkeypatch, taken + [2_000_007] + list(range(3_000_000, 3_000_100)))
     answer = lock(hanako)
     assert answer["ticket_number"] == 2_000_007
     _assert_one_whole_lock(store, answer)
@@ -217,8 +223,7 @@ def test_the_first_free_candidate_is_taken(hanako, store, monkeypatch):
         uow.repo.add(LockTicket(number=4_000_001, card_id=other.id, session="elsewhere", lock_type="inactive",
                                 reason="lost", created_at=utcnow()))
         uow.commit()
-    numbers = iter([4_000_001, 4_000_002, 4_000_003])
-    monkeypatch.setattr(repository, "random_number", lambda: next(numbers))
+    _offer(monkeypatch, [4_000_001, 4_000_002, 4_000_003])
     assert lock(hanako)["ticket_number"] == 4_000_002
 
 
@@ -258,8 +263,7 @@ def test_a_number_taken_by_a_concurrent_lock_is_retried(make_app, phone, postgre
     hanako.authenticate()
     store = service_of(app).store
     other = _card(store, "4444", "+819000002222")
-    numbers = iter([5_000_001] * 3 + list(range(5_000_100, 5_000_200)))
-    monkeypatch.setattr(repository, "random_number", lambda: next(numbers))
+    _offer(monkeypatch, [5_000_001] * 3 + list(range(5_000_100, 5_000_200)))
     rival = create_engine(postgres_base_url)
     try:
         with rival.connect() as conn:
