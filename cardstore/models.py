@@ -209,7 +209,7 @@ class OutboxMessage(Base):
     # What `body` becomes once sent, so a delivered code does not stay readable in the store.
     redacted_body: Mapped[str] = mapped_column(String(2000))
     # pending -> sending (claimed by a relay) -> sent | failed (retried after its backoff) | given_up (for good)
-    status: Mapped[str] = mapped_column(String(8), default="pending", index=True)
+    status: Mapped[str] = mapped_column(String(8), default="pending")  # indexed by ix_outbox_due
     attempts: Mapped[int] = mapped_column(default=0)
     last_error: Mapped[str | None] = mapped_column(String(500))
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
