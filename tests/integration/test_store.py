@@ -255,3 +255,91 @@ def test_checkpoint_is_nothing_to_do_on_postgresql(postgres_base_url):
     store = Store(postgres_base_url)
     assert store.checkpoint() is None
     store.dispose()
+
+
+def test_a_json_column_keeps_what_was_written(store):
+    """Audit rows' JSON (written by orjson, or the json module for what orjson refuses) reads back as written."""
+    values = [{"status": "inactive", "reason": "紛失", "ticket_number": 1234567, "nested": {"a": [1, 2.5, None, True]}},
+              {"big": 2 ** 70}, {1: "an int key the json module writes as a string"}]
+    with store.unit_of_work() as uow:
+        ids = []
+        for value in values:
+            row = AuditEvent(actor="test", action="test.json", after=value)
+            uow.session.add(row)
+            uow.session.flush()
+            ids.append(row.id)
+        uow.commit()
+    with store.unit_of_work() as uow:
+        back = [uow.session.get(AuditEvent, i).after for i in ids]
+    assert back == [values[0], values[1], {"1": "an int key the json module writes as a string"}]
+
+
+# --- SQLite's write lock: taken by retrying, not by SQLite's coarse busy handler -----------------------------------
+
+def _sqlite_pair(sqlite_url):
+    import sqlite3
+
+    path = sqlite_url.removeprefix("sqlite:///")
+    holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    store = Store(sqlite_url)
+    waiter = store.engine.raw_connection()  # with the store's pragmas (busy timeout …)
+    return holder, store, waiter
+
+
+def test_a_writer_gets_the_lock_once_the_writer_before_it_commits(sqlite_url):
+    import threading
+
+    from cardstore.uow import SQLITE_BUSY_TIMEOUT_MS, begin_immediate
+
+    holder, store, waiter = _sqlite_pair(sqlite_url)
+    holder.execute("BEGIN IMMEDIATE")
+    holder.execute("UPDATE cards SET status = 'inactive' WHERE last4 = '4444'")
+    release = threading.Timer(0.05, lambda: holder.execute("COMMIT"))
+    release.start()
+    begin_immediate(waiter.dbapi_connection)  # waits for the COMMIT, then holds the lock
+    status = waiter.dbapi_connection.execute("SELECT status FROM cards WHERE last4 = '4444' LIMIT 1").fetchone()
+    assert status == ("inactive",)  # what the writer before it committed: its read is not stale
+    waiter.dbapi_connection.execute("ROLLBACK")
+    release.join()
+    assert waiter.dbapi_connection.execute("PRAGMA busy_timeout").fetchone() == (SQLITE_BUSY_TIMEOUT_MS,)
+    waiter.close()
+    holder.close()
+    store.dispose()
+
+
+def test_a_writer_that_never_gets_the_lock_fails_as_the_busy_timeout_would(sqlite_url, monkeypatch):
+    import sqlite3
+
+    from cardstore import uow as uow_module
+
+    holder, store, waiter = _sqlite_pair(sqlite_url)
+    holder.execute("BEGIN IMMEDIATE")
+    monkeypatch.setattr(uow_module, "SQLITE_BUSY_TIMEOUT_MS", 200)
+    with pytest.raises(sqlite3.OperationalError, match="database is locked"):
+        uow_module.begin_immediate(waiter.dbapi_connection)
+    assert not waiter.dbapi_connection.in_transaction
+    assert waiter.dbapi_connection.execute("PRAGMA busy_timeout").fetchone() == (200,)  # its own, put back
+    holder.execute("ROLLBACK")
+    waiter.close()
+    holder.close()
+    store.dispose()
+
+
+def test_a_unit_of_work_waits_for_the_lock_and_locks_through_it(make_app, phone, sqlite_url):
+    """Through the webhook: a lock arriving while another writer holds the write lock waits for it and locks."""
+    import threading
+
+    holder, store, waiter = _sqlite_pair(sqlite_url)
+    waiter.close()
+    store.dispose()
+    app = make_app()
+    hanako = Caller(app.test_client(), phone, "waits-for-the-lock", "09000001111")
+    hanako.authenticate()
+    holder.execute("BEGIN IMMEDIATE")
+    release = threading.Timer(0.2, lambda: holder.execute("COMMIT"))
+    release.start()
+    answer = hanako.call("lock_card", last_four_digit_of_card_number="4444", lock_type="inactive",
+                         lock_reason="lost")
+    release.join()
+    assert answer.get("ticket_number") and "webhook_error_code" not in answer
+    holder.close()
