@@ -36,7 +36,7 @@ from pathlib import Path
 
 from bench import seed
 from bench.bodies import PREFIX, TAGS, WRITES, body, template
-from bench.servers import AUTH_HEADER, AUTH_TOKEN, ROOT, Relay, Server, post
+from bench.servers import AUTH_HEADER, AUTH_TOKEN, LOAD_CPUS, ROOT, SERVER_CPUS, Relay, Server, pinned, post
 
 HERE = Path(__file__).resolve().parent
 LUA = HERE / "wrk" / "cx.lua"
@@ -94,7 +94,8 @@ def wrk(server: Server, short: str, concurrency: int, duration: float, *, mode: 
            "BENCH_TEMPLATE": str(template_file), "BENCH_THREADS": "1", "BENCH_SEED": str(concurrency),
            "BENCH_AUTH_HEADER": AUTH_HEADER, "BENCH_AUTH_TOKEN": AUTH_TOKEN}
     out = subprocess.run(["wrk", "-t1", f"-c{concurrency}", f"-d{duration}s", "--timeout", "5s", "-s", str(LUA),
-                          server.url], env=env, capture_output=True, text=True, check=True).stdout
+                          server.url], env=env, capture_output=True, text=True, check=True,
+                         preexec_fn=pinned(LOAD_CPUS)).stdout
     return json.loads([line for line in out.splitlines() if line.startswith("{")][-1])
 
 
@@ -466,6 +467,10 @@ def pair(runs: list[Run], store: str, tag: str, c: int) -> tuple[Run | None, Run
     return found.get("service"), found.get("baseline")
 
 
+def _cpu_list(cpus: set[int] | None) -> str:
+    return ",".join(str(c) for c in sorted(cpus or ()))
+
+
 def report(bench: Bench, info: dict[str, object], imports: dict[str, float], command: str) -> str:
     args = bench.args
     lines = [
@@ -477,7 +482,9 @@ def report(bench: Bench, info: dict[str, object], imports: dict[str, float], com
         "(other work on the machine shares its two cores; the baseline runs alternate with the service's "
         "so a ratio compares like with like)", "",
         "## Throughput and latency per tag", "",
-        f"wrk, 1 thread, {args.duration:g} s per run, over loopback; each server is gunicorn with 1 sync worker. "
+        f"wrk, 1 thread, {args.duration:g} s per run, over loopback; each server is gunicorn with 1 sync worker"
+        + (f", pinned to CPU {_cpu_list(SERVER_CPUS)}; wrk and the outbox relay on CPU {_cpu_list(LOAD_CPUS)}. "
+           if SERVER_CPUS else " (one CPU: nothing pinned). ") +
         "Ratio = service req/s ÷ baseline req/s in the same phase. "
         "A check of `ok` means every call the service logged was `ok` and, for the writes, the store gained one "
         "lock ticket + audit row + outbox row (lock) or one `otp.failed` audit row (verify_otp) per answer.", "",

@@ -20,6 +20,28 @@ AUTH_HEADER = "X-Webhook-Token"
 AUTH_TOKEN = "bench-caller-token-0123456789abcdef"  # WEBHOOK_AUTH=header: the caller check stays on
 
 
+def _cpus() -> tuple[set[int] | None, set[int] | None]:
+    """(the server's CPU, everything else's CPUs): the server under test alone on one core, the load generator and
+    the relay on the others (issue 15's set-up); (None, None) on a one-core machine — nothing pinned."""
+    try:
+        cpus = sorted(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return None, None
+    if len(cpus) < 2:
+        return None, None
+    return {cpus[0]}, set(cpus[1:])
+
+
+SERVER_CPUS, LOAD_CPUS = _cpus()
+
+
+def pinned(cpus: set[int] | None):
+    """A preexec_fn that keeps a child process on `cpus` (None: anywhere)."""
+    if cpus is None:
+        return None
+    return lambda: os.sched_setaffinity(0, cpus)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -57,7 +79,8 @@ class Server:
         env = {**os.environ, **self.env, "PYTHONUNBUFFERED": "0"}
         self.started_at = time.perf_counter()
         self.process = subprocess.Popen([*GUNICORN, "--bind", f"127.0.0.1:{self.port}", self.app], cwd=ROOT,
-                                        env=env, stdout=self.log.open("ab"), stderr=subprocess.STDOUT)
+                                        env=env, stdout=self.log.open("ab"), stderr=subprocess.STDOUT,
+                                        preexec_fn=pinned(SERVER_CPUS))
 
     def first_answer(self, body: bytes, deadline_s: float = 60.0) -> tuple[float, int, bytes]:
         """Poll with `body` until the server answers; seconds from start() to that first answer."""
@@ -119,7 +142,8 @@ class Relay:
         env.pop("PORT", None)
         with self.log.open("ab") as out:  # the child keeps its own copy of the descriptor
             self.process = subprocess.Popen([sys.executable, "-m", "flask", "--app", "main", "outbox", "relay"],
-                                            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+                                            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                            preexec_fn=pinned(LOAD_CPUS))
 
     def drained(self, url: str, within_s: float = 120.0) -> bool:
         """Wait until nothing is left to send (the notices of the run just measured); False if it never was."""
