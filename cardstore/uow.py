@@ -302,8 +302,8 @@ class Store:
 
         A read-only unit never takes SQLite's write lock and refuses `commit()`: anything it wrote is rolled back.
         """
-        readers = self if read_only and self.url.startswith("sqlite") else None
-        return UnitOfWork(self.engine, self.breaker, read_only=read_only, readers=readers)
+        kept = self if self.url.startswith("sqlite") else None
+        return UnitOfWork(self.engine, self.breaker, read_only=read_only, kept=kept)
 
     def reader_connection(self) -> PoolProxiedConnection:
         """This thread's SQLite connection for one-statement reads, opened on its first use and kept.
@@ -322,6 +322,25 @@ class Store:
                 self._reader_connections.add(kept)
             self._kept.connection = kept
         return kept
+
+    def writer_connection(self) -> PoolProxiedConnection:
+        """This thread's SQLite connection for plain writing units (the lock's one transaction), kept as the reader
+        connection is: the pool's checkout and check-in cost a lock more than its BEGIN. A unit ends its transaction
+        (COMMIT, or ROLLBACK on the way out) before it lets go of it; a unit whose statement failed drops it."""
+        kept = getattr(self._kept, "writer", None)
+        if kept is None:
+            kept = self.engine.raw_connection()
+            kept.detach()
+            with self._lock:
+                self._reader_connections.add(kept)
+            self._kept.writer = kept
+        return kept
+
+    def drop_kept_connection(self, connection: PoolProxiedConnection) -> None:
+        """Close a kept connection (reader or writer) that failed; the thread opens a new one when it next needs it."""
+        if getattr(self._kept, "writer", None) is connection:
+            self._kept.writer = None
+        self.drop_reader_connection(connection)
 
     def drop_reader_connection(self, connection: PoolProxiedConnection) -> None:
         """Close a kept reader connection that failed; the thread opens a new one on its next read."""
@@ -396,12 +415,16 @@ class UnitOfWork:
     """
 
     def __init__(self, engine: Engine, breaker: Breaker | None = None, *, read_only: bool = False,
-                 readers: Store | None = None) -> None:
+                 kept: Store | None = None) -> None:
         self._engine = engine
         self._breaker = breaker
         self.read_only = read_only
-        self._readers = readers  # a store keeping a connection per thread for one-statement reads (SQLite)
+        # SQLite: the store keeping a connection per thread for one-statement reads (read-only units) and one for
+        # plain write transactions (writing units that never open the session); else None.
+        self._readers = kept if read_only else None
+        self._writers = kept if not read_only else None
         self._pooled: PoolProxiedConnection | None = None  # the DBAPI connection, checked out on first use
+        self._pooled_kept = False  # _pooled is the thread's kept writer connection, not the pool's
         self._connection: Connection | None = None  # SQLAlchemy's, over it, once the session needs one
         self._session: Session | None = None
         self._plain = False  # a plain (sessionless) transaction was begun on the DBAPI connection
@@ -493,9 +516,13 @@ class UnitOfWork:
         return self._read_plain(query, values)
 
     def _drop_connection(self) -> None:
-        # Back to the pool (Connection.close checks in the pooled connection it wraps).
+        # Back to the pool (Connection.close checks in the pooled connection it wraps); a kept writer connection
+        # stays with its thread (its transaction was ended by _end_plain).
         connection, pooled = self._connection, self._pooled
         self._connection = self._pooled = None
+        if self._pooled_kept:
+            self._pooled_kept = False
+            return
         try:
             if connection is not None:
                 connection.close()
@@ -578,6 +605,8 @@ class UnitOfWork:
         been answered STORE_UNAVAILABLE (tests/faults). Only a COMMIT in flight itself is left in doubt, as on
         any client."""
         dialect = self._engine.dialect
+        if self._pooled is None and self._writers is not None:
+            self._pooled, self._pooled_kept = self._writers.writer_connection(), True
         pooled = self._checkout()
         dbapi_conn = pooled.dbapi_connection
         statements = [(q.compiled(dialect), v) for q, v in self._writes]
@@ -617,7 +646,16 @@ class UnitOfWork:
                     dbapi_conn.commit()
             rows = statements[-1][0].rows(cursor.fetchall()) if last is not None else []
         except dialect.loaded_dbapi.Error as exc:
-            raise self._wrapped(exc, pooled, cursor, sql) from exc
+            error = self._wrapped(exc, pooled, cursor, sql, pooled=not self._pooled_kept)
+            if self._pooled_kept:
+                # Whatever went wrong, the next unit opens a fresh connection rather than trust this one: closing it
+                # rolls back what this unit began.
+                if cursor is not None:
+                    cursor.close()
+                    cursor = None
+                self._writers.drop_kept_connection(pooled)
+                self._pooled, self._pooled_kept = None, False
+            raise error from exc
         finally:
             if cursor is not None:
                 cursor.close()
@@ -639,7 +677,14 @@ class UnitOfWork:
             if self._engine.dialect.name == "postgresql" and not dbapi_conn.closed:
                 dbapi_conn.autocommit = False
         except Exception:  # noqa: BLE001 - a lost connection; the pool's reset on checkin drops it
-            pass
+            if self._pooled_kept:  # no pool to reset it: never lent again
+                self._writers.drop_kept_connection(self._pooled)
+                self._pooled, self._pooled_kept = None, False
+            return
+        if self._pooled_kept:
+            # The transaction is over: the unit lets go of the thread's writer (a session opened later in this unit
+            # checks a connection out of the pool, as any other would).
+            self._pooled, self._pooled_kept = None, False
 
     def commit(self) -> None:
         """Keep the work done in this unit."""

@@ -343,3 +343,83 @@ def test_a_unit_of_work_waits_for_the_lock_and_locks_through_it(make_app, phone,
     release.join()
     assert answer.get("ticket_number") and "webhook_error_code" not in answer
     holder.close()
+
+
+# --- the kept writer connection (SQLite, plain write transactions) --------------------------------------------------
+
+def _plain_audit(store: Store, actor: str, *, commit: bool = True, fail: bool = False) -> None:
+    from tests.integration.test_plain_unit_of_work import AUDIT, audit
+
+    with store.unit_of_work() as uow:
+        uow.write(AUDIT, audit(actor))
+        if fail:
+            uow.execute(AUDIT_FAILS, {})
+        if commit:
+            uow.commit()
+
+
+def test_plain_writes_reuse_one_connection_per_thread_outside_the_pool(sqlite_url):
+    from sqlalchemy import event
+
+    store = Store(sqlite_url)
+    _plain_audit(store, "first")  # this thread's first plain write opens its connection
+    kept = store.writer_connection()
+    checkouts = []
+    listener = lambda *args: checkouts.append(1)  # noqa: E731
+    event.listen(store.engine, "checkout", listener)
+    try:
+        for n in range(5):
+            _plain_audit(store, f"w{n}")
+    finally:
+        event.remove(store.engine, "checkout", listener)
+    assert checkouts == [] and store.engine.pool.checkedout() == 0
+    assert store.writer_connection() is kept and not kept.dbapi_connection.in_transaction
+    store.dispose()
+
+
+def test_a_unit_that_stops_midway_leaves_the_kept_writer_with_no_transaction(sqlite_url):
+    from tests.integration.test_plain_unit_of_work import AUDITS_BY, audits_by
+
+    store = Store(sqlite_url)
+    with pytest.raises(RuntimeError):
+        with store.unit_of_work() as uow:
+            _ = uow.execute(AUDITS_BY, {"actor": "x"})  # BEGIN IMMEDIATE on the kept writer
+            raise RuntimeError("a bug after the BEGIN")
+    assert not store.writer_connection().dbapi_connection.in_transaction  # no write lock left held
+    _plain_audit(store, "after", commit=False)  # queued, never committed: rolled back on the way out
+    _plain_audit(store, "kept")
+    assert (audits_by(store, "after"), audits_by(store, "kept")) == (0, 1)
+    store.dispose()
+
+
+def test_a_failed_write_drops_the_kept_writer_and_the_next_unit_gets_a_fresh_one(sqlite_url):
+    from tests.integration.test_plain_unit_of_work import audits_by
+
+    store = Store(sqlite_url)
+    _plain_audit(store, "first")
+    broken = store.writer_connection()
+    with pytest.raises(StoreUnavailable):  # an OperationalError, as the store reports one
+        _plain_audit(store, "failing", fail=True)
+    assert store.writer_connection() is not broken
+    _plain_audit(store, "next")
+    assert (audits_by(store, "failing"), audits_by(store, "next")) == (0, 1)
+    store.dispose()
+
+
+def test_dispose_closes_the_kept_writer(sqlite_url):
+    import sqlite3
+
+    store = Store(sqlite_url)
+    _plain_audit(store, "first")
+    kept = store.writer_connection().dbapi_connection
+    store.dispose()
+    with pytest.raises(sqlite3.ProgrammingError):
+        kept.execute("SELECT 1")
+    _plain_audit(store, "again")  # a new one, on the next write
+    store.dispose()
+
+
+from cardstore.repository import PlainQuery  # noqa: E402
+from sqlalchemy import text as _text  # noqa: E402
+
+AUDIT_FAILS = PlainQuery(_text("SELECT * FROM no_such_table"))  # an error the store raises mid-transaction
