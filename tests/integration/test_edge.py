@@ -224,3 +224,19 @@ def _log_with(capsys, ours, change):
         assert len(seen) == 1 and out == ""  # the filter saw the record, and refused it
     else:
         assert out == "" and seen == []
+
+
+@pytest.mark.parametrize("environ", [
+    {}, {"CONTENT_LENGTH": "12"}, {"CONTENT_LENGTH": "0012"}, {"CONTENT_LENGTH": "+12"}, {"CONTENT_LENGTH": " 12"},
+    {"CONTENT_LENGTH": "1_2"}, {"CONTENT_LENGTH": "²"}, {"CONTENT_LENGTH": "٣"}, {"CONTENT_LENGTH": "-1"},
+    {"CONTENT_LENGTH": ""}, {"CONTENT_LENGTH": "99999999999999999999"},
+    {"CONTENT_LENGTH": "12", "HTTP_TRANSFER_ENCODING": "chunked"},
+    {"CONTENT_LENGTH": "12", "HTTP_TRANSFER_ENCODING": "gzip, chunked"},
+    {"CONTENT_LENGTH": "12", "HTTP_TRANSFER_ENCODING": "gzip"},
+])
+def test_the_declared_length_is_read_as_werkzeug_reads_it(environ):
+    from werkzeug.wsgi import get_content_length
+
+    from webhook.http import _content_length
+
+    assert _content_length(environ) == get_content_length(environ)
