@@ -553,19 +553,29 @@ def targets(bench: Bench, imports: dict[str, float]) -> list[str]:
     def verdict(ok: bool) -> str:
         return "met" if ok else "**not met**"
 
+    # Issue 15's ratio and p99 targets are SQLite's; on PostgreSQL its target is round trips (counted by
+    # tests/integration/test_round_trips.py) and the ratios are reported. verify_otp has no target: a wrong code
+    # is slowed down on purpose (issue 12's throttle).
     for store in [s for s in dict.fromkeys(r.store for r in bench.runs) if s in ("sqlite", "postgresql")]:
         for short, goal in (("get_card_details", "read_ratio"), ("validate_card", "read_ratio"), ("lock", "write_ratio")):
             for c in bench.args.concurrency:
                 svc, base = pair(bench.runs, store, short, c)
                 if svc and base:
                     r = svc.rps / base.rps
-                    out.append(f"- {store} {short} c={c}: {r:.2f}× baseline (target ≥ {TARGETS[goal]}×): "
-                               f"{verdict(r >= TARGETS[goal])}")
-        for short in TAGS:
-            svc, _ = pair(bench.runs, store, short, 8)
+                    if store == "sqlite":
+                        out.append(f"- {store} {short} c={c}: {r:.2f}× baseline (target ≥ {TARGETS[goal]}×): "
+                                   f"{verdict(r >= TARGETS[goal])}")
+                    else:
+                        out.append(f"- {store} {short} c={c}: {r:.2f}× baseline (reported; the target is one round "
+                                   "trip per read, ≤ 4 per lock)")
+        if store != "sqlite":
+            continue
+        for short in ("get_card_details", "validate_card", "lock"):
+            svc, base = pair(bench.runs, store, short, 8)
             if svc:
                 limit = TARGETS["write_p99_ms" if short in WRITES else "read_p99_ms"]
-                out.append(f"- {store} {short} p99 at c=8: {svc.p99_ms:.1f} ms (target ≤ {limit:g} ms): "
+                baseline = f"; the baseline's {base.p99_ms:.1f} ms" if base else ""
+                out.append(f"- {store} {short} p99 at c=8: {svc.p99_ms:.1f} ms (target ≤ {limit:g} ms{baseline}): "
                            f"{verdict(svc.p99_ms <= limit)}")
     growth = [r for r in bench.runs if r.store.startswith("sqlite-") and r.store != "sqlite-tmpfs"]
     sizes = list(dict.fromkeys(r.store for r in growth))
