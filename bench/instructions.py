@@ -3,7 +3,7 @@ valgrind's callgrind — the same figure however busy the machine is.
 
 wrk's req/s on a shared two-core machine moves by ±20 % from one run to the next; an instruction count does not
 (the same code, inputs and environment give the same total). Each app is called in-process through WSGI (no
-sockets, no gunicorn) on the benchmark's own CX bodies and generated store (bench/seed.py, built once under
+sockets, no gunicorn) on the benchmark's own CX bodies and generated store (bench/seed.py, built afresh under
 /dev/shm or the temp dir); callgrind counts only inside the measured loop (`--toggle-collect` on the C function
 that drives it), after a warm-up pass. Reads only: a write needs a fresh customer per call (use bench.profile).
 
@@ -94,8 +94,11 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit("bench.instructions needs valgrind (Debian: apt-get install valgrind)")
     from bench import seed
 
-    if not store_path().exists():
-        seed.build(f"sqlite:///{store_path()}", readers=READERS, pool=0)
+    # Built afresh each run: the readers' verified sessions expire (VERIFIED_SESSION_TTL_SECONDS), and a store left
+    # by an earlier run would answer AUTH_REQUIRED (the child refuses to count that).
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{store_path()}{suffix}").unlink(missing_ok=True)
+    seed.build(f"sqlite:///{store_path()}", readers=READERS, pool=0)
     work = Path(tempfile.mkdtemp(prefix="lockcard-instructions-"))
     try:
         print(f"{'tag':18s} {'service':>12s} {'baseline':>12s}  ratio (instructions per request)")
