@@ -285,9 +285,10 @@ class Store:
         self.breaker = Breaker()
         self._engine: Engine | None = None
         self._lock = threading.Lock()
-        # SQLite only: each thread's own connection for one-statement reads (see reader_connection).
+        # SQLite only: each thread's own connections for one-statement reads and plain write transactions (see
+        # reader_connection, writer_connection), and every thread's, for dispose.
         self._kept = threading.local()
-        self._reader_connections: set[PoolProxiedConnection] = set()
+        self._kept_connections: set[PoolProxiedConnection] = set()
 
     @property
     def engine(self) -> Engine:
@@ -314,40 +315,31 @@ class Store:
         detached from the pool: it takes none of the pool's slots from the writers. SQLite only — on PostgreSQL a
         kept connection per thread would be a server connection per thread; reads there check one out of the pool.
         """
-        kept = getattr(self._kept, "connection", None)
-        if kept is None:
-            kept = self.engine.raw_connection()  # with the pool's connect-time pragmas (WAL, busy timeout …)
-            kept.detach()
-            with self._lock:
-                self._reader_connections.add(kept)
-            self._kept.connection = kept
-        return kept
+        return self._kept_connection("reader")
 
     def writer_connection(self) -> PoolProxiedConnection:
         """This thread's SQLite connection for plain writing units (the lock's one transaction), kept as the reader
         connection is: the pool's checkout and check-in cost a lock more than its BEGIN. A unit ends its transaction
         (COMMIT, or ROLLBACK on the way out) before it lets go of it; a unit whose statement failed drops it."""
-        kept = getattr(self._kept, "writer", None)
+        return self._kept_connection("writer")
+
+    def _kept_connection(self, role: str) -> PoolProxiedConnection:
+        kept = getattr(self._kept, role, None)
         if kept is None:
-            kept = self.engine.raw_connection()
+            kept = self.engine.raw_connection()  # with the pool's connect-time pragmas (WAL, busy timeout …)
             kept.detach()
             with self._lock:
-                self._reader_connections.add(kept)
-            self._kept.writer = kept
+                self._kept_connections.add(kept)
+            setattr(self._kept, role, kept)
         return kept
 
     def drop_kept_connection(self, connection: PoolProxiedConnection) -> None:
         """Close a kept connection (reader or writer) that failed; the thread opens a new one when it next needs it."""
-        if getattr(self._kept, "writer", None) is connection:
-            self._kept.writer = None
-        self.drop_reader_connection(connection)
-
-    def drop_reader_connection(self, connection: PoolProxiedConnection) -> None:
-        """Close a kept reader connection that failed; the thread opens a new one on its next read."""
-        if getattr(self._kept, "connection", None) is connection:
-            self._kept.connection = None
+        for role in ("reader", "writer"):
+            if getattr(self._kept, role, None) is connection:
+                setattr(self._kept, role, None)
         with self._lock:
-            self._reader_connections.discard(connection)
+            self._kept_connections.discard(connection)
         try:
             connection.close()
         except Exception:  # noqa: BLE001 - it is being thrown away because it failed
@@ -387,7 +379,7 @@ class Store:
 
     def dispose(self) -> None:
         with self._lock:
-            kept, self._reader_connections = self._reader_connections, set()
+            kept, self._kept_connections = self._kept_connections, set()
         for connection in kept:
             try:
                 connection.close()
@@ -549,7 +541,7 @@ class UnitOfWork:
             error = self._wrapped(exc, pooled, cursor, compiled.sql, pooled=not kept)
             if kept:
                 # Whatever went wrong, the next read opens a fresh connection rather than trust this one.
-                self._readers.drop_reader_connection(pooled)
+                self._readers.drop_kept_connection(pooled)
             raise error from exc
         finally:
             if cursor is not None:

@@ -15,9 +15,9 @@ from pydantic import ValidationError
 from cardstore.errors import StoreUnavailable
 from cardstore.uow import Store
 from settings import ProductionRefused, Settings
-from webhook import flexible, logs
+from webhook import logs
 from webhook.dispatch import Service
-from webhook.http import MAX_BODY_BYTES, WebhookEdge, authenticator, json_response, respond
+from webhook.http import MAX_BODY_BYTES, WebhookEdge, authenticator, flexible_handle, json_response, respond
 
 
 log = logging.getLogger("lockcard.webhook")
@@ -66,7 +66,7 @@ def create_app(settings: Settings | None = None, **overrides: object) -> Flask:
     def flexible_route(tag: str):
         from flask import request
 
-        return respond(request, service, lambda payload: flexible.handle(service, tag, payload))
+        return respond(request, service, flexible_handle(service, tag))
 
     @app.get("/healthz")
     def healthz():

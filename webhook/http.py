@@ -141,7 +141,7 @@ class WebhookEdge:
             tag = flexible_tag(path)
             if tag is None:
                 return self.wsgi_app(environ, start_response)
-            handle = _flexible_handle(self.service, tag)
+            handle = flexible_handle(self.service, tag)
         answer = serve(environ, path, self.service, handle)
         start_response(answer.status_line, answer.headers)
         return [answer.body]
@@ -158,7 +158,8 @@ def flexible_tag(path: str) -> str | None:
     return tag
 
 
-def _flexible_handle(service: Service, tag: str) -> Callable[[Any], Outcome]:
+def flexible_handle(service: Service, tag: str) -> Callable[[Any], Outcome]:
+    """The `handle` of a /flexible/<tag> call: the flexible edge's dispatch for that tag."""
     from webhook import flexible
 
     return lambda payload: flexible.handle(service, tag, payload)
@@ -178,7 +179,7 @@ def serve_any_path(request: Request, service: Service) -> Response:
     tag = flexible.tag_of_path(request.path)
     if tag is None:
         return respond(request, service)
-    return respond(request, service, _flexible_handle(service, tag))
+    return respond(request, service, flexible_handle(service, tag))
 
 
 def read_bounded(environ: dict[str, Any], length: int | None, limit: int,
