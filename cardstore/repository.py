@@ -69,8 +69,13 @@ class _Compiled:
         # Positional drivers (SQLite): each parameter's name and processor, in the statement's order.
         self._positional = ([(name, self._processors.get(name)) for name in self._order]
                              if self._order is not None else None)
+        # A bound value the statement carries itself (`status == "sending"`) is sent unless the caller gives one.
+        self._defaults = {name: bind.value for name, bind in compiled.binds.items()
+                          if bind.value is not None and bind.callable is None}
         self._results: list[tuple[int, Callable[[Any], Any]]] = []
-        for i, column in enumerate(getattr(statement, "selected_columns", ())):
+        # A SELECT's columns, or what an INSERT/UPDATE … RETURNING sends back.
+        columns = getattr(statement, "selected_columns", None)
+        for i, column in enumerate(columns if columns is not None else getattr(statement, "exported_columns", ())):
             processor = column.type.dialect_impl(dialect).result_processor(dialect, None)
             if processor is not None:
                 self._results.append((i, processor))
@@ -87,6 +92,8 @@ class _Compiled:
         return out
 
     def parameters(self, values: dict[str, Any]) -> tuple | dict[str, Any]:
+        if self._defaults:
+            values = {**self._defaults, **values}
         if self._positional is not None:
             # One pass in the statement's order (a lock sends ~30 parameters in four statements).
             return tuple([values[name] if processor is None else processor(values[name])
