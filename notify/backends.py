@@ -16,7 +16,8 @@ import ssl
 import sys
 import urllib.parse
 from email.message import EmailMessage
-from typing import Protocol
+import datetime as dt
+from typing import NamedTuple, Protocol, Union
 
 from cardstore.models import OutboxMessage, utcnow
 from notify.deadline import Deadline
@@ -31,14 +32,35 @@ class DeliveryError(Exception):
         self.permanent = permanent
 
 
+class Outgoing(NamedTuple):
+    """A claimed outbox row as the relay hands it to a gateway: the columns a send reads (OutboxMessage's names), a
+    plain tuple — an ORM object per notice cost the relay a fifth of its time, on the core beside the webhook's."""
+
+    id: int
+    customer_id: int | None
+    kind: str
+    channel: str
+    to: str
+    subject: str | None
+    body: str
+    redacted_body: str
+    attempts: int
+    created_at: dt.datetime
+    expires_at: dt.datetime | None
+
+
+# What a backend sends: a claimed row, or (tests, the console) the ORM object itself.
+Message = Union[Outgoing, OutboxMessage]
+
+
 class Backend(Protocol):
-    def send(self, message: OutboxMessage) -> None: ...
+    def send(self, message: Message) -> None: ...
 
 
 class ConsoleBackend:
     """Development only: writes the message to stderr, as a phone would show it."""
 
-    def send(self, message: OutboxMessage) -> None:
+    def send(self, message: Message) -> None:
         print(f"[{message.channel} to {masked_recipient(message)}] {message.body}", file=sys.stderr, flush=True)
 
 
@@ -50,7 +72,7 @@ class FileBackend:
             raise DeliveryError("NOTIFY_FILE is not set")
         self.path = path
 
-    def send(self, message: OutboxMessage) -> None:
+    def send(self, message: Message) -> None:
         record = {"id": message.id, "kind": message.kind, "channel": message.channel, "to": message.to,
                   "subject": message.subject, "body": message.body, "at": utcnow().isoformat()}
         with open(self.path, "a", encoding="utf-8") as fh:
@@ -84,7 +106,7 @@ class SmtpBackend:
     def __init__(self, settings: Settings) -> None:
         self.s = settings
 
-    def send(self, message: OutboxMessage) -> None:
+    def send(self, message: Message) -> None:
         if message.channel == "sms":
             if not self.s.smtp_sms_domain:
                 raise DeliveryError("no SMS route: SMTP_SMS_DOMAIN is not set")
@@ -149,7 +171,7 @@ class TwilioSms:
                                                context=ssl.create_default_context())
         return http.client.HTTPConnection(self.base.hostname, self.base.port, timeout=timeout)
 
-    def send(self, message: OutboxMessage) -> None:
+    def send(self, message: Message) -> None:
         if message.channel != "sms":
             raise DeliveryError("Twilio sends SMS only", permanent=True)
         sender = self.s.twilio_from or ""
@@ -191,7 +213,7 @@ class Router:
         self.default = default
         self.sms = sms
 
-    def send(self, message: OutboxMessage) -> None:
+    def send(self, message: Message) -> None:
         (self.sms if message.channel == "sms" and self.sms is not None else self.default).send(message)
 
 
@@ -206,7 +228,7 @@ def backend_for(settings: Settings) -> Backend:
     return Router(default, TwilioSms(settings) if settings.sms_provider == "twilio" else None)
 
 
-def masked_recipient(message: OutboxMessage) -> str:
+def masked_recipient(message: Message) -> str:
     from contact import mask_email, mask_phone
 
     return mask_email(message.to) if message.channel == "email" else mask_phone(message.to)

@@ -28,7 +28,7 @@ from cardstore.errors import StoreUnavailable
 from cardstore.models import OutboxMessage, utcnow
 from cardstore.repository import PlainQuery
 from cardstore.uow import Store
-from notify.backends import Backend, DeliveryError, backend_for, masked_recipient
+from notify.backends import Backend, DeliveryError, Message, Outgoing, backend_for, masked_recipient
 from settings import Settings
 
 log = logging.getLogger("lockcard.notify")
@@ -49,9 +49,8 @@ RECORD_MARGIN_S = 2.0
 EXPIRED = "the code expired before it could be delivered"
 
 
-_CLAIMED = (OutboxMessage.id, OutboxMessage.customer_id, OutboxMessage.kind, OutboxMessage.channel, OutboxMessage.to,
-            OutboxMessage.subject, OutboxMessage.body, OutboxMessage.redacted_body, OutboxMessage.attempts,
-            OutboxMessage.created_at, OutboxMessage.expires_at)
+# What a claim reads back of each row it took: Outgoing's fields, in its order.
+_CLAIMED = tuple(OutboxMessage.__table__.c[name] for name in Outgoing._fields)
 
 
 def _due(now):
@@ -103,7 +102,7 @@ def _claim_query(postgres: bool, ids: int | None) -> PlainQuery:
                 claimed_by=bindparam("token", type_=_O.claimed_by.type),
                 lease_until=bindparam("lease_until", type_=_O.lease_until.type))
         # The claimed rows come back with the claim: no second round trip to read them.
-        .returning(*(_O[column.key] for column in _CLAIMED)))
+        .returning(*_CLAIMED))
 
 
 @lru_cache(maxsize=64)
@@ -187,7 +186,7 @@ class Notifier:
         return len(expired)
 
     def claim(self, store: Store, ids: list[int] | None = None, *, now: dt.datetime | None = None
-              ) -> tuple[OutboxMessage, str] | None:
+              ) -> tuple[Outgoing, str] | None:
         """Take the oldest due row for this relay: `(message, claim token)` (the message detached, as claimed), or
         None when nothing is due."""
         claim = self.claim_batch(store, ids, now=now, limit=1)
@@ -210,11 +209,10 @@ class Notifier:
             uow.commit()
         if not claimed:
             return None
-        messages = sorted((OutboxMessage(**{column.key: value for column, value in zip(_CLAIMED, row)})
-                           for row in claimed), key=lambda message: message.id)
+        messages = sorted(map(Outgoing._make, claimed), key=lambda message: message.id)
         return Claim(messages, token, started, lease, now)
 
-    def send(self, store: Store, message: OutboxMessage, token: str, *, now: dt.datetime | None = None) -> str:
+    def send(self, store: Store, message: Message, token: str, *, now: dt.datetime | None = None) -> str:
         """One attempt at a claimed message; returns its outcome: sent, failed or given_up."""
         claim = Claim([message], token, time.monotonic(), self.settings.outbox_lease_seconds, now or utcnow())
         return self.send_batch(store, claim, now=now)[0]
@@ -246,7 +244,7 @@ class Notifier:
             recorder.close()
         return outcomes
 
-    def _attempt(self, recorder: _Recorder, claim: Claim, message: OutboxMessage, now: dt.datetime | None) -> str:
+    def _attempt(self, recorder: _Recorder, claim: Claim, message: Message, now: dt.datetime | None) -> str:
         # The claim checked expiry when it was made; a batch's later rows are sent a little later: check again, so
         # a code is never sent after its expiry. `now` (tests) moves with the real clock from the claim on.
         at = utcnow() if now is None else claim.now + dt.timedelta(seconds=time.monotonic() - claim.started)
@@ -285,7 +283,7 @@ class Notifier:
 class Claim:
     """Rows one claim took: the messages (oldest first), the claim's token, when it was made (time.monotonic), its
     lease in seconds, and the `now` it was made at."""
-    messages: list[OutboxMessage]
+    messages: list[Message]
     token: str
     started: float
     lease_s: float
@@ -310,7 +308,7 @@ class _Recorder:
         self._pending: list[tuple] = []
         self._timer: threading.Timer | None = None
 
-    def add(self, message: OutboxMessage, outcome: str, values: dict, error: DeliveryError | None,
+    def add(self, message: Message, outcome: str, values: dict, error: DeliveryError | None,
             send_ms: float | None, *, finished: dt.datetime | None = None, reason: str | None = None) -> None:
         with self._lock:
             self._pending.append((message, outcome, values, error, send_ms, finished, reason))
