@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import http.client
 import json
+import os
 import smtplib
 import socket
 import ssl
@@ -75,8 +76,15 @@ class FileBackend:
     def send(self, message: Message) -> None:
         record = {"id": message.id, "kind": message.kind, "channel": message.channel, "to": message.to,
                   "subject": message.subject, "body": message.body, "at": utcnow().isoformat()}
-        with open(self.path, "a", encoding="utf-8") as fh:
-            fh.write(json.dumps(record, ensure_ascii=False) + "\n")
+        line = (json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8")
+        # One O_APPEND write per message: whole lines even with several relay threads or processes appending, and
+        # no text-file object per message (the relay runs on the core beside the webhook's; issue 15).
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
+        try:
+            if os.write(fd, line) != len(line):  # a full disk: the line is cut; the relay tries again later
+                raise DeliveryError("short write to NOTIFY_FILE")
+        finally:
+            os.close(fd)
 
 
 class _DeadlineSMTP(smtplib.SMTP):
