@@ -253,27 +253,36 @@ def _sqlite_begin(conn) -> None:
 SQLITE_LOCK_RETRY_S = 0.0001
 
 
-def begin_immediate(dbapi_conn) -> None:
+def begin_immediate(dbapi_conn, *, no_busy_timeout: bool = False) -> None:
     """BEGIN IMMEDIATE on an SQLite connection, trying again every SQLITE_LOCK_RETRY_S while another writer holds
     the write lock, for up to SQLITE_BUSY_TIMEOUT_MS; then the lock error, as the busy timeout would raise it.
 
     SQLite's own busy handler sleeps 1, 2, 5, 10, 15 … ms between tries: a lock that waited behind the relay's
     50 µs transaction lost a millisecond or more of a caller's time (issue 15: a fifth of a served lock's).
-    The connection's busy timeout is off for the BEGIN alone; every other statement keeps it."""
+    The connection's busy timeout is off for the BEGIN alone; every other statement keeps it. A connection that
+    runs with none (`no_busy_timeout`: a kept writer, see Store.writer_connection) is left as it is."""
+    if no_busy_timeout:
+        _begin_immediate(dbapi_conn)
+        return
     dbapi_conn.execute("PRAGMA busy_timeout=0")
     try:
-        deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000
-        while True:
-            try:
-                dbapi_conn.execute("BEGIN IMMEDIATE")
-                return
-            except dbapi_conn.OperationalError as exc:  # sqlite3's exception classes hang off the connection
-                if getattr(exc, "sqlite_errorname", "") not in ("SQLITE_BUSY", "SQLITE_LOCKED") \
-                        or time.monotonic() >= deadline:
-                    raise
-            time.sleep(SQLITE_LOCK_RETRY_S)
+        _begin_immediate(dbapi_conn)
     finally:
         dbapi_conn.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+
+
+def _begin_immediate(dbapi_conn) -> None:
+    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            dbapi_conn.execute("BEGIN IMMEDIATE")
+            return
+        except dbapi_conn.OperationalError as exc:  # sqlite3's exception classes hang off the connection
+            # SQLITE_BUSY, or an extended form of it (SQLITE_BUSY_RECOVERY: another connection is recovering the WAL).
+            name = getattr(exc, "sqlite_errorname", "")
+            if not (name.startswith("SQLITE_BUSY") or name == "SQLITE_LOCKED") or time.monotonic() >= deadline:
+                raise
+        time.sleep(SQLITE_LOCK_RETRY_S)
 
 
 class Store:
@@ -320,8 +329,17 @@ class Store:
     def writer_connection(self) -> PoolProxiedConnection:
         """This thread's SQLite connection for plain writing units (the lock's one transaction), kept as the reader
         connection is: the pool's checkout and check-in cost a lock more than its BEGIN. A unit ends its transaction
-        (COMMIT, or ROLLBACK on the way out) before it lets go of it; a unit whose statement failed drops it."""
-        return self._kept_connection("writer")
+        (COMMIT, or ROLLBACK on the way out) before it lets go of it; a unit whose statement failed drops it.
+
+        It runs with no busy timeout: every transaction on it begins with begin_immediate, which waits for the write
+        lock itself, and nothing after that can be refused for a lock in WAL mode — the writer holds the only one a
+        write needs, readers take none from it, and the checkpoint a commit may run is a passive one (which never
+        waits). So the BEGIN needs no two PRAGMAs around it (issue 15)."""
+        kept = getattr(self._kept, "writer", None)
+        if kept is None:
+            kept = self._kept_connection("writer")
+            kept.dbapi_connection.execute("PRAGMA busy_timeout=0")
+        return kept
 
     def _kept_connection(self, role: str) -> PoolProxiedConnection:
         kept = getattr(self._kept, role, None)
@@ -629,7 +647,7 @@ class UnitOfWork:
                     if self.read_only:
                         dbapi_conn.execute(sql)
                     else:
-                        begin_immediate(dbapi_conn)
+                        begin_immediate(dbapi_conn, no_busy_timeout=self._pooled_kept)
                 cursor = dbapi_conn.cursor()
                 for compiled, params in statements:
                     cursor.execute(sql := compiled.sql, compiled.parameters(params))

@@ -377,6 +377,30 @@ def test_plain_writes_reuse_one_connection_per_thread_outside_the_pool(sqlite_ur
     store.dispose()
 
 
+def test_the_kept_writer_runs_without_a_busy_timeout_and_still_waits_for_the_write_lock(sqlite_url):
+    """Its BEGIN waits for another writer by begin_immediate's own short retries (no PRAGMA around it), and the
+    statements after it — which hold the write lock — need no busy timeout: the unit commits once the lock is free."""
+    import sqlite3
+    import threading
+
+    store = Store(sqlite_url)
+    _plain_audit(store, "opens-the-writer")
+    kept = store.writer_connection()
+    assert kept.dbapi_connection.execute("PRAGMA busy_timeout").fetchone() == (0,)
+    holder = sqlite3.connect(sqlite_url.removeprefix("sqlite:///"), isolation_level=None, check_same_thread=False)
+    holder.execute("BEGIN IMMEDIATE")
+    release = threading.Timer(0.1, lambda: holder.execute("COMMIT"))
+    release.start()
+    _plain_audit(store, "waited-for-the-lock")
+    release.join()
+    assert kept.dbapi_connection.execute("PRAGMA busy_timeout").fetchone() == (0,)
+    with store.unit_of_work(read_only=True) as uow:
+        actors = set(uow.session.scalars(select(AuditEvent.actor)))
+    assert "waited-for-the-lock" in actors
+    holder.close()
+    store.dispose()
+
+
 def test_a_unit_that_stops_midway_leaves_the_kept_writer_with_no_transaction(sqlite_url):
     from tests.integration.test_plain_unit_of_work import AUDITS_BY, audits_by
 
