@@ -46,7 +46,9 @@ def test_filters_by_customer_actor_and_time(terminal, caller):
     rows = terminal.audit("--customer", "090-0000-1111")
     assert rows and all(r["customer"] == "*********1111" for r in rows)
     assert {"otp.sent", "otp.verified", "customer.created"} <= {r["action"] for r in rows}
-    future = (dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=1)).date().isoformat()
+    # Two days ahead: a bare date is read as midnight in the console's zone (Asia/Tokyo), which from 15:00 UTC on
+    # is already tomorrow's date — one day ahead of UTC's date was then no longer in the future.
+    future = (dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=2)).date().isoformat()
     assert terminal.audit("--since", future) == []
     recent = terminal.audit("--customer", "09000001111", "--actor", "system:webhook", "--since", "1h")
     assert {r["action"] for r in recent} == {"otp.sent", "otp.verified"}
