@@ -267,7 +267,7 @@ def test_a_relay_stopping_hands_back_what_it_has_not_started(setup):
     assert notifier.deliver(store)["sent"] == 4 and backend.accepted == ids
 
 
-def test_a_sqlite_claim_updates_the_rows_its_pick_chose_by_their_ids(setup):
+def test_a_sqlite_claim_updates_the_rows_its_pick_chose_by_their_ids(sqlite_url):
     """The claim holds SQLite's one write lock, which every webhook lock waits for: its UPDATE must find the picked
     rows by id. With `due` checked again outside the pick, SQLite walked every due row through the status index
     and tested each against the pick — a claim of 32 cost the whole backlog (2.4 ms at 3,000 queued)."""
@@ -278,10 +278,9 @@ def test_a_sqlite_claim_updates_the_rows_its_pick_chose_by_their_ids(setup):
 
     from notify.delivery import _claim_query
 
-    settings, store = setup()
-    if not store.url.startswith("sqlite"):
-        pytest.skip("the SQLite statement's plan")
+    store = Store(sqlite_url)
     queue(store, 50)
+    store.dispose()
     compiled = _claim_query(False, None).compiled(sqlite.dialect())
     now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
     with sqlite3.connect(store.url.removeprefix("sqlite:///")) as conn:
