@@ -289,3 +289,16 @@ def test_a_sqlite_claim_updates_the_rows_its_pick_chose_by_their_ids(sqlite_url)
     outer = [detail for _id, parent, _n, detail in plan if parent == 0]
     assert outer[0] == "SEARCH outbox USING INTEGER PRIMARY KEY (rowid=?)", plan
     assert not any("MULTI-INDEX OR" in detail for detail in outer), plan
+
+
+def test_the_largest_batch_is_claimed_and_recorded_in_one_statement_each(setup, phone):
+    """OUTBOX_CLAIM_BATCH's ceiling (1,000): the claim binds its ids one by one and the record reads 1,000 ids back —
+    within the databases' limits on parameters and expression depth."""
+    settings, store = setup(outbox_claim_batch=1000)
+    ids = queue(store, 1000)
+    notifier = Notifier(settings)
+    claim = notifier.claim_batch(store, ids)
+    assert claim is not None and [m.id for m in claim.messages] == ids
+    assert notifier.send_batch(store, claim) == ["sent"] * 1000
+    assert {r.status for r in rows(store).values()} == {"sent"}
+    assert len(sent_ids(phone)) == 1000
