@@ -8,6 +8,7 @@ NOTIFY_DEADLINE_SECONDS (notify.deadline), connect and whole exchange included.
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import http.client
 import json
 import os
@@ -17,7 +18,6 @@ import ssl
 import sys
 import urllib.parse
 from email.message import EmailMessage
-import datetime as dt
 from typing import NamedTuple, Protocol, Union
 
 from cardstore.models import OutboxMessage, utcnow

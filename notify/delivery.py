@@ -48,10 +48,6 @@ RECORD_MARGIN_S = 2.0
 EXPIRED = "the code expired before it could be delivered"
 
 
-# What a claim reads back of each row it took: Outgoing's fields, in its order.
-_CLAIMED = tuple(OutboxMessage.__table__.c[name] for name in Outgoing._fields)
-
-
 def _due(now):
     """Rows a relay may claim now: queued and due, or left in `sending` by a relay whose lease ran out. `now` is a
     datetime or the statement's bound parameter; the statuses are equalities (not an expanding IN), so the claim can
@@ -65,6 +61,8 @@ def _due(now):
 
 _OUTBOX = OutboxMessage.__table__
 _O = _OUTBOX.c
+# What a claim reads back of each row it took: Outgoing's fields, in its order.
+_CLAIMED = tuple(_O[name] for name in Outgoing._fields)
 
 
 # The relay's two writes are compiled once and run on the unit of work's plain path (one precompiled statement on
