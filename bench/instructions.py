@@ -5,7 +5,9 @@ wrk's req/s on a shared two-core machine moves by ±20 % from one run to the nex
 (the same code, inputs and environment give the same total). Each app is called in-process through WSGI (no
 sockets, no gunicorn) on the benchmark's own CX bodies and generated store (bench/seed.py, built afresh under
 /dev/shm or the temp dir); callgrind counts only inside the measured loop (`--toggle-collect` on the C function
-that drives it), after a warm-up pass. Reads only: a write needs a fresh customer per call (use bench.profile).
+that drives it), after a warm-up pass. `lock` is counted as wrk sends it: each call a fresh write by a customer of
+its own, verified in a session of its own, whom the warm-up never saw (their number is parsed, their ticket, audit
+row and notice written).
 
 Prints, per tag, the instructions of one service call and of one baseline call and their ratio — the upper bound
 of the req/s ratio wrk would see if both servers spent nothing else per request (gunicorn, the kernel and wrk add
@@ -24,10 +26,12 @@ import sys
 import tempfile
 from pathlib import Path
 
-from bench.bodies import READS, read_tags
+from bench.bodies import READS, TAGS
 
 ROOT = Path(__file__).resolve().parent.parent
 READERS = 1000
+# What may be counted: the reads, and the lock (one write per call, each by a customer of its own).
+COUNTED = (*READS, "lock")
 # The C function that drives the measured loop: callgrind collects while it is on the stack, nowhere else.
 DRIVER = "functools_reduce"
 
@@ -48,8 +52,14 @@ def child(app_name: str, short: str, calls: int, work: Path) -> None:
     import main as entry
 
     app = entry.app
-    bodies = [body(short, i % READERS) for i in range(calls)]
-    status, out = wsgi_call(app, bodies[0])
+    if short == "lock":
+        # Customers READERS … READERS + 2 × calls: the first `calls` warm the app, the others are measured.
+        bodies = [body(short, READERS + i) for i in range(2 * calls)]
+        warm, bodies = bodies[:calls], bodies[calls:]
+    else:
+        bodies = [body(short, i % READERS) for i in range(calls)]
+        warm = bodies
+    status, out = wsgi_call(app, warm[0])
     if not status.startswith("200") or b"webhook_error" in out:
         raise SystemExit(f"{short}: the service answered {status} {out[:200]!r}")
     if app_name == "baseline":
@@ -61,10 +71,12 @@ def child(app_name: str, short: str, calls: int, work: Path) -> None:
         app = create_app()
     devnull = open(os.devnull, "w")  # the service's log lines are written (part of the cost), to /dev/null
     sys.stdout = devnull
-    for raw in bodies:  # warm: compiled statements, caches, the phone-number cache
+    for raw in warm[1:]:  # warm: compiled statements, caches (a read's: its caller's number too)
         wsgi_call(app, raw)
-    functools.reduce(lambda _, raw: wsgi_call(app, raw), bodies, None)
+    status, out = functools.reduce(lambda _, raw: wsgi_call(app, raw), bodies, None)
     sys.stdout = sys.__stdout__
+    if not status.startswith("200") or b"webhook_error" in out:  # the last measured call, as the first
+        raise SystemExit(f"{short}: the service answered {status} {out[:200]!r}")
 
 
 def count(app_name: str, short: str, calls: int, work: Path) -> int:
@@ -86,10 +98,13 @@ def main(argv: list[str] | None = None) -> int:
         child(argv[1], argv[2], int(argv[3]), Path(argv[4]))
         return 0
     parser = argparse.ArgumentParser(prog="python -m bench.instructions", description=__doc__.splitlines()[0])
-    parser.add_argument("tags", nargs="*", help=f"read tags among {', '.join(READS)} (default both)")
+    parser.add_argument("tags", nargs="*", metavar="TAG", help=f"among {', '.join(COUNTED)} (default: the reads)")
     parser.add_argument("--calls", type=int, default=400, help="measured requests per app and tag")
     args = parser.parse_args(argv)
-    args.tags = read_tags(parser, args.tags)
+    for short in args.tags:
+        if short not in COUNTED:
+            parser.error(f"unknown tag {short!r} (choose from {', '.join(COUNTED)})")
+    args.tags = args.tags or list(READS)
     if shutil.which("valgrind") is None:
         raise SystemExit("bench.instructions needs valgrind (Debian: apt-get install valgrind)")
     from bench import seed
@@ -98,7 +113,15 @@ def main(argv: list[str] | None = None) -> int:
     # by an earlier run would answer AUTH_REQUIRED (the child refuses to count that).
     for suffix in ("", "-wal", "-shm"):
         Path(f"{store_path()}{suffix}").unlink(missing_ok=True)
-    seed.build(f"sqlite:///{store_path()}", readers=READERS, pool=0)
+    url = f"sqlite:///{store_path()}"
+    locks = 2 * args.calls if "lock" in args.tags else 0
+    layout = seed.build(url, readers=READERS, pool=locks)
+    if locks:
+        from cardstore.uow import Store
+
+        store = Store(url)
+        seed.verify_sessions(store, "lock", range(layout.pool_start, layout.pool_start + locks))
+        store.dispose()
     work = Path(tempfile.mkdtemp(prefix="lockcard-instructions-"))
     try:
         print(f"{'tag':18s} {'service':>12s} {'baseline':>12s}  ratio (instructions per request)")
