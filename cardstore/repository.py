@@ -6,7 +6,7 @@ import datetime as dt
 import secrets
 from typing import TYPE_CHECKING, Any, Callable, NamedTuple, Sequence, TypeVar
 
-from sqlalchemy import Integer, and_, bindparam, case, exists, func, insert, select, type_coerce, update
+from sqlalchemy import DateTime, Integer, and_, bindparam, case, exists, func, insert, select, type_coerce, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session
@@ -53,6 +53,30 @@ class CustomerRow(NamedTuple):
     cards: tuple[CardView, ...]
 
 
+# SQLite stores a DATETIME as text. SQLAlchemy's bind processor fills a named-field % template from a dict of the
+# seven fields (~3.6 µs); datetime.isoformat writes the same text in C (~1.5 µs). A lock binds seven datetimes.
+_DATETIME_PROBES = (dt.datetime(2026, 12, 2, 20, 3, 49, 315123), dt.datetime(2026, 1, 2, 3, 4, 5),
+                    dt.datetime(999, 12, 31, 23, 59, 59, 1), dt.datetime(1, 1, 1))
+
+
+def _faster(processor: Callable[[Any], Any], type_: Any, dialect: Dialect) -> Callable[[Any], Any]:
+    """`processor`, or one that gives the same parameter faster: for SQLite's DATETIME, `isoformat` on a naive
+    datetime, checked here against SQLAlchemy's own output (a changed or configured storage format keeps SQLAlchemy's
+    processor); anything else — an aware datetime, a date, None — still goes through SQLAlchemy's."""
+    if dialect.name != "sqlite" or not isinstance(type_, DateTime):
+        return processor
+    if any(processor(probe) != probe.isoformat(" ", "microseconds") for probe in _DATETIME_PROBES):
+        return processor
+    datetime = dt.datetime
+
+    def process(value: Any) -> Any:
+        if type(value) is datetime and value.tzinfo is None:
+            return value.isoformat(" ", "microseconds")
+        return processor(value)
+
+    return process
+
+
 class _Compiled:
     """One statement compiled for one dialect: its SQL text, how to turn values into the driver's parameters, and
     the driver's rows into Python values (SQLite returns a DATETIME as text, a boolean as 0 or 1)."""
@@ -65,7 +89,7 @@ class _Compiled:
         for name, bind in compiled.binds.items():
             processor = bind.type.dialect_impl(dialect).bind_processor(dialect)
             if processor is not None:
-                self._processors[name] = processor
+                self._processors[name] = _faster(processor, bind.type, dialect)
         # Positional drivers (SQLite): each parameter's name and processor, in the statement's order.
         self._positional = ([(name, self._processors.get(name)) for name in self._order]
                              if self._order is not None else None)

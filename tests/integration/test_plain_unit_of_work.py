@@ -152,3 +152,48 @@ def test_a_connection_lost_in_a_plain_transaction_is_store_unavailable_and_repla
     finally:
         killer.dispose()
         store.dispose()
+
+
+# --- SQLite's DATETIME parameters (issue 15: isoformat instead of SQLAlchemy's % template) ---------------------------
+
+def _datetimes():
+    import datetime as dt
+    import random
+
+    rng = random.Random(15)
+    start = dt.datetime(1, 1, 1)
+    span = int((dt.datetime(9999, 12, 31, 23, 59, 59) - start).total_seconds())
+    yield from (dt.datetime(2026, 12, 2, 20, 3, 49), dt.datetime(2026, 12, 2, 20, 3, 49, 1), dt.datetime(1, 1, 1),
+                dt.datetime(999, 1, 1, 0, 0, 0, 999999), dt.datetime(9999, 12, 31, 23, 59, 59, 999999))
+    for _ in range(2000):
+        yield start + dt.timedelta(seconds=rng.randrange(span), microseconds=rng.choice((0, rng.randrange(10**6))))
+
+
+def test_a_sqlite_datetime_parameter_is_the_text_sqlalchemy_would_bind():
+    """The plain path's DATETIME parameter equals SQLAlchemy's own, for naive datetimes across the whole range (with and
+    without microseconds); an aware datetime, a date and None go through SQLAlchemy's processor as before."""
+    import datetime as dt
+
+    from sqlalchemy.dialects import sqlite
+
+    dialect = sqlite.dialect()
+    theirs = _A.c.at.type.dialect_impl(dialect).bind_processor(dialect)
+    compiled = AUDIT.compiled(dialect)
+    at = compiled.sql.split("(")[1].split(")")[0].split(", ").index("at")
+    for value in [*_datetimes(), dt.datetime(2026, 12, 2, 20, 3, 49, tzinfo=dt.timezone(dt.timedelta(hours=9))),
+                  dt.date(2026, 12, 2), None]:
+        assert compiled.parameters({"at": value, "actor": "a", "action": "b"})[at] == theirs(value), value
+
+
+def test_a_datetime_stored_in_another_format_keeps_sqlalchemys_processor():
+    """A DATETIME with its own storage format (no microseconds here) is bound exactly as SQLAlchemy binds it."""
+    import datetime as dt
+
+    from sqlalchemy import Column, DateTime, MetaData, Table
+    from sqlalchemy.dialects import sqlite
+
+    short = sqlite.DATETIME(storage_format="%(year)04d-%(month)02d-%(day)02d %(hour)02d:%(minute)02d")
+    table = Table("t", MetaData(), Column("at", DateTime().with_variant(short, "sqlite")))
+    query = PlainQuery(insert(table).values(at=bindparam("at", type_=table.c.at.type)))
+    value = dt.datetime(2026, 12, 2, 20, 3, 49, 315123)
+    assert query.compiled(sqlite.dialect()).parameters({"at": value}) == ("2026-12-02 20:03",)
