@@ -5,7 +5,6 @@ import datetime as dt
 
 from cardstore.models import Customer, OutboxMessage
 from cardstore.repository import Repository
-from contact import cost_risk
 
 _TEXTS = {
     "otp": {
@@ -39,27 +38,25 @@ def _lang(language: str) -> str:
 def enqueue(
     repo: Repository, customer: Customer, kind: str, channel: str, language: str, *, secret: str | None = None,
     expires_at: dt.datetime | None = None, **values: object
-) -> OutboxMessage | None:
+) -> OutboxMessage:
     """Queue a notice to the customer's registered phone (sms) or e-mail; `secret` is redacted once sent; a notice
-    with `expires_at` (a code) is given up rather than delivered after that time. Nothing is queued for a number of
-    a premium-rate, shared-cost or toll-free range."""
+    with `expires_at` (a code) is given up rather than delivered after that time. An SMS for a number of a
+    premium-rate, shared-cost, toll-free or UAN range is queued and given up by the relay, never sent (notify)."""
     to = customer.email if channel == "email" else customer.phone_e164
     assert to is not None, "callers check the channel is registered"
-    row = notice(customer.id, to, kind, channel, language, secret=secret, expires_at=expires_at, **values)
-    return None if row is None else repo.enqueue(OutboxMessage(**row))
+    return repo.enqueue(OutboxMessage(**notice(customer.id, to, kind, channel, language, secret=secret,
+                                              expires_at=expires_at, **values)))
 
 
 def notice(
     customer_id: int, to: str, kind: str, channel: str, language: str, *, secret: str | None = None,
     expires_at: dt.datetime | None = None, **values: object
-) -> dict[str, object] | None:
-    """The outbox row's content for a notice to `to` (OutboxMessage's columns but its delivery state), or None for
-    an SMS to a number of a premium-rate, shared-cost or toll-free range: such a number is never texted."""
+) -> dict[str, object]:
+    """The outbox row's content for a notice to `to` (OutboxMessage's columns but its delivery state). Whether `to`
+    may be texted is the relay's check, made before every SMS it sends (notify.delivery): the webhook's lock does
+    not pay phonenumbers' typing of a never-seen number (issue 15), and no path can queue around it."""
     subject, template = _TEXTS[kind][_lang(language)]
     body = template.format(code=secret or "", **values)
     redacted = template.format(code=REDACTED_CODE, **values) if secret else body
-    if channel == "sms" and cost_risk(to) is not None:
-        # Premium-rate, shared-cost, toll-free: never texted (the importer refuses them; older records may hold one).
-        return None
     return {"customer_id": customer_id, "kind": kind, "channel": channel, "to": to, "subject": subject, "body": body,
             "redacted_body": redacted, "expires_at": expires_at}

@@ -24,6 +24,7 @@ from typing import Callable, Iterable
 from sqlalchemy import Integer, and_, bindparam, func, or_, select, update
 
 from cardstore.errors import StoreUnavailable
+from contact import cost_risk
 from cardstore.models import OutboxMessage, utcnow
 from cardstore.repository import PlainQuery
 from cardstore.uow import Store
@@ -46,6 +47,7 @@ RECORD_WITHIN_S = 0.2
 # 2.5 s after a first send, so a claim's first row is always sent.)
 RECORD_MARGIN_S = 2.0
 EXPIRED = "the code expired before it could be delivered"
+NEVER_TEXTED = "a premium-rate, shared-cost, toll-free or UAN number is never texted"
 
 
 def _due(now):
@@ -255,6 +257,12 @@ class Notifier:
         if message.expires_at is not None and message.expires_at <= at:
             recorder.add(message, "given_up", {"status": "given_up", "last_error": EXPIRED, "lease_until": None},
                          None, None, reason="expired before delivery")
+            return "given_up"
+        if message.channel == "sms" and (risk := cost_risk(message.to)) is not None:
+            # Premium-rate, shared-cost, toll-free, UAN: SMS pumping earns its money on these ranges (issue 12). The
+            # importer refuses such numbers; an older record may hold one, and whatever queued the text, it stops here.
+            recorder.add(message, "given_up", {"status": "given_up", "last_error": f"{NEVER_TEXTED} ({risk})",
+                                               "lease_until": None}, None, None, reason="a number never texted")
             return "given_up"
         started = time.perf_counter()
         error: DeliveryError | None = None

@@ -161,8 +161,9 @@ def test_a_deleted_customer_cannot_lock(hanako, store):
         assert lock(hanako)["webhook_error_code"] == "AUTH_REQUIRED"
 
 
-def test_no_notice_is_queued_for_a_toll_free_number(caller, store):
-    """An older record with a toll-free number (verified by e-mail): the lock is made, nothing is texted."""
+def test_no_notice_is_texted_to_a_toll_free_number(caller, store, phone):
+    """An older record with a toll-free number (verified by e-mail): the lock is made; its notice is queued with it
+    and given up by the relay, which never texts such a number (tests/security: any SMS row, whatever queued it)."""
     toll_free = "+81120444555"
     with store.unit_of_work() as uow:
         customer = uow.repo.add(Customer(phone_e164=toll_free, zip_code="1000001", email="free@example.jp"))
@@ -173,7 +174,10 @@ def test_no_notice_is_queued_for_a_toll_free_number(caller, store):
     assert c.authenticate(channel="email")["otp_verified"] is True
     answer = lock(c, last4="8888")
     assert answer["card_status"] == "inactive"
-    assert _rows(store, OutboxMessage, OutboxMessage.kind == "lock_ticket") == []
+    notices = _rows(store, OutboxMessage, OutboxMessage.kind == "lock_ticket")
+    assert [(n.to, n.status, n.sent_at) for n in notices] == [(toll_free, "given_up", None)]
+    assert "TOLL_FREE" in notices[0].last_error
+    assert phone.messages(toll_free) == []
     assert len(_rows(store, AuditEvent, AuditEvent.action == "card.locked")) == 1
 
 

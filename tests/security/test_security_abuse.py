@@ -12,11 +12,13 @@ import pytest
 from sqlalchemy import func, select
 
 from backoffice.importer import import_csv
-from cardstore.models import AuditEvent, Customer, OtpChallenge, OutboxMessage, VerifiedSession
+import contact
+from cardstore.models import AuditEvent, Customer, OtpChallenge, OutboxMessage, VerifiedSession, utcnow
 from cardstore.uow import Store
 from handlers.authentication import SendOtpParams, VerifyOtpParams, send_otp, verify_otp
 from handlers.call import Call
 from handlers.errors import HandlerError, OtpRateLimited
+from notify import Notifier
 from tests.conftest import Caller, test_settings
 from tests.store_state import unchanged
 
@@ -246,6 +248,33 @@ def test_no_text_to_premium_shared_cost_toll_free_or_landline_numbers(caller, st
     with unchanged(store, except_tables=BOOKKEEPING):
         assert error_code(mallory.call("send_otp", otp_channel="sms")) == "CHANNEL_NOT_REGISTERED"
     assert otp_messages(store) == 0
+
+
+COST_RISK_NUMBERS = ("+449098790000", "+19005550100", "+81120123456", "+81570000000")
+
+
+@pytest.mark.parametrize("number", COST_RISK_NUMBERS)
+def test_the_relay_never_hands_an_sms_for_a_cost_risk_number_to_the_gateway(store, store_url, phone, number):
+    """Any SMS row in the outbox to a premium-rate, shared-cost, toll-free or UAN number — queued by whatever path, or
+    by an older version — is given up by the relay with the number's type as the reason, never sent; the same
+    notice by e-mail, and an SMS to a mobile number, are sent."""
+    now = utcnow()
+    rows = [OutboxMessage(kind="lock_ticket", channel=channel, to=to, body=f"notice to {to}",
+                          redacted_body=f"notice to {to}", created_at=now, next_attempt_at=now)
+            for channel, to in (("sms", number), ("email", "kyaku@example.jp"), ("sms", "+819012345678"))]
+    with store.unit_of_work() as uow:
+        uow.session.add_all(rows)
+        uow.session.flush()
+        ids = [r.id for r in rows]
+        uow.commit()
+    counts = Notifier(test_settings(store_url, phone.path)).deliver(store)
+    assert counts == {"sent": 2, "failed": 0, "given_up": 1}
+    assert sorted(m["body"] for m in phone.messages()) == sorted(
+        ["notice to kyaku@example.jp", "notice to +819012345678"])
+    with store.unit_of_work() as uow:
+        refused = uow.session.get(OutboxMessage, ids[0])
+        assert refused.status == "given_up" and refused.sent_at is None
+        assert contact.cost_risk(number) in refused.last_error
 
 
 def test_no_text_to_unclassified_numbers_when_the_setting_says_so(make_app, store_url, phone):
