@@ -59,6 +59,11 @@ _DATETIME_PROBES = (dt.datetime(2026, 12, 2, 20, 3, 49, 315123), dt.datetime(202
                     dt.datetime(999, 12, 31, 23, 59, 59, 1), dt.datetime(1, 1, 1))
 
 
+# The last naive datetime bound on SQLite and its text, as one tuple (replaced whole: a thread never pairs one value
+# with another's text). A lock binds its one `now` five times: four of them are this lookup.
+_LAST_DATETIME: tuple[Any, str] = (None, "")
+
+
 def _faster(processor: Callable[[Any], Any], type_: Any, dialect: Dialect) -> Callable[[Any], Any]:
     """`processor`, or one that gives the same parameter faster: for SQLite's DATETIME, `isoformat` on a naive
     datetime, checked here against SQLAlchemy's own output (a changed or configured storage format keeps SQLAlchemy's
@@ -70,8 +75,14 @@ def _faster(processor: Callable[[Any], Any], type_: Any, dialect: Dialect) -> Ca
     datetime = dt.datetime
 
     def process(value: Any) -> Any:
+        global _LAST_DATETIME
+        seen = _LAST_DATETIME
+        if value is seen[0]:
+            return seen[1]
         if type(value) is datetime and value.tzinfo is None:
-            return value.isoformat(" ", "microseconds")
+            text = value.isoformat(" ", "microseconds")
+            _LAST_DATETIME = (value, text)
+            return text
         return processor(value)
 
     return process
