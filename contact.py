@@ -13,15 +13,21 @@ import phonenumbers
 from safetext import escaped
 
 
-def parse_phone(value: Any, region: str) -> phonenumbers.PhoneNumber:
-    """A phone number parsed with `phonenumbers`; a double (leading zero lost) is read as national digits."""
+def phone_text(value: Any) -> str:
+    """The text `parse_phone` gives phonenumbers for a value (a double, whose leading zero is lost, as its digits;
+    NFKC, stripped): the same value always gives the same text. ValueError for what cannot be a number at all."""
     if isinstance(value, float) and math.isfinite(value) and value == int(value) and value > 0:
         value = str(int(value))
     elif isinstance(value, int) and not isinstance(value, bool):
         value = str(value)
     if not isinstance(value, str) or len(value) > 40:
         raise ValueError("phone number is not a phone number")
-    text = unicodedata.normalize("NFKC", value).strip()
+    return unicodedata.normalize("NFKC", value).strip()
+
+
+def parse_phone(value: Any, region: str) -> phonenumbers.PhoneNumber:
+    """A phone number parsed with `phonenumbers`; a double (leading zero lost) is read as national digits."""
+    text = phone_text(value)
     try:
         number = phonenumbers.parse(text, region)
     except phonenumbers.NumberParseException:

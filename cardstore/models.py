@@ -149,6 +149,11 @@ class VerifiedSession(Base):
     session: Mapped[str] = mapped_column(String(500))
     customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id", ondelete="CASCADE"))
     verified_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    # The number as the verifying turn gave it (contact.phone_text) and the customer's number it stood for then: a
+    # lock later in this session that sends the same text is matched here, without parsing it, while the customer
+    # still has that number (issue 15). NULL in rows older than migration 0009 (their locks parse, as before).
+    phone_text: Mapped[str | None] = mapped_column(String(40))
+    phone_e164: Mapped[str | None] = mapped_column(String(20))
 
 
 class AuthToken(Base):

@@ -183,8 +183,11 @@ _VERIFIED_SINCE = (
 # them recently enough, and their cards (LEFT JOIN: a customer without cards is one row with NULL card columns).
 _C, _K, _V = Customer.__table__.c, Card.__table__.c, VerifiedSession.__table__.c
 # This session verified the customer at or after :since (the read tags' window, or the lock's step-up window).
-_VERIFIED_BY_SESSION = exists().where(_V.session == bindparam("session"), _V.customer_id == _C.id,
-                                      _V.verified_at >= bindparam("since", type_=_V.verified_at.type))
+# EXISTS (SELECT verified_sessions.id …), not SELECT *: SQLite counts every column of a * as read, and would visit
+# the table for the columns the index does not hold (phone_text, phone_e164) instead of answering from the index.
+_VERIFIED_BY_SESSION = select(_V.id).where(
+    _V.session == bindparam("session"), _V.customer_id == _C.id,
+    _V.verified_at >= bindparam("since", type_=_V.verified_at.type)).exists()
 _READER = PlainQuery(
     select(
         _C.id, _C.phone_e164, _C.name, _C.email, _C.zip_code,
@@ -286,6 +289,29 @@ _LOCK_TARGET = PlainQuery(
         _C.phone_e164 == bindparam("phone"), _C.deleted_at.is_(None),
         _VERIFIED_BY_SESSION,
     )
+    .with_for_update(of=Card.__table__)
+)
+# The same, found by the number as this session's verifying turn gave it (VerifiedSession.phone_text) instead of its
+# E.164 form: the session's customer, while they still have the number the text stood for then.
+_LOCK_TARGET_BY_TEXT = PlainQuery(
+    select(
+        _C.id, _C.phone_e164, _K.id, _K.status, _K.status_version,
+        _TICKET.c.number, _TICKET.c.created_at, _TICKET.c.card_status_version,
+        _free_number_among(NUMBER_CANDIDATES).label("free_number"),
+    )
+    .select_from(
+        VerifiedSession.__table__
+        .join(Customer.__table__, and_(_C.id == _V.customer_id, _C.phone_e164 == _V.phone_e164))
+        .join(Card.__table__, and_(_K.customer_id == _C.id, _K.last4 == bindparam("last4")))
+        .outerjoin(_TICKET, _TICKET.c.id == select(func.max(_NEWEST.c.id)).where(
+            _NEWEST.c.session == bindparam("session"), _NEWEST.c.card_id == _K.id,
+            _NEWEST.c.lock_type == bindparam("lock_type")).scalar_subquery())
+    )
+    .where(
+        _V.session == bindparam("session"), _V.phone_text == bindparam("text"),
+        _V.verified_at >= bindparam("since", type_=_V.verified_at.type), _C.deleted_at.is_(None),
+    )
+    .limit(1)
     .with_for_update(of=Card.__table__)
 )
 _FREE_LOCK_NUMBER = PlainQuery(select(_free_number_among(NUMBER_CANDIDATES)))
@@ -477,6 +503,16 @@ class Repository:
                                   "lock_type": lock_type}
         values.update(_candidates())
         rows = self._uow.execute(_LOCK_TARGET, values)
+        return LockTarget(*rows[0]) if rows else None
+
+    def lock_target_by_text(self, text: str, last4: str, session: str, since: dt.datetime,
+                            lock_type: str) -> LockTarget | None:
+        """`lock_target` for the number as `session`'s verifying turn gave it (parsing nothing): None unless that
+        turn's text was `text`, at or after `since`, and the customer still has the number it stood for then."""
+        values: dict[str, Any] = {"text": text, "last4": last4, "session": session, "since": since,
+                                  "lock_type": lock_type}
+        values.update(_candidates())
+        rows = self._uow.execute(_LOCK_TARGET_BY_TEXT, values)
         return LockTarget(*rows[0]) if rows else None
 
     def free_lock_number(self) -> int:

@@ -9,9 +9,11 @@ import hashlib
 import hmac
 import re
 import secrets
+from typing import Any
 
 import pyotp
-from pydantic import BaseModel, ConfigDict
+
+from pydantic import BaseModel, ConfigDict, model_validator
 
 from cardstore.models import AuthToken, Customer, OtpChallenge, VerifiedSession
 from contact import e164, mask_email, mask_phone, national_digits, parse_phone, sms_capable
@@ -20,7 +22,7 @@ from handlers.call import Call
 from handlers.errors import (
     AuthRequired, ChannelNotRegistered, CustomerNotFound, InvalidParameter, OtpDisabled, OtpRateLimited,
 )
-from handlers.values import OtpCode, PhoneE164, SmallInt, Word
+from handlers.values import OtpCode, PhoneAsGiven, PhoneE164, SmallInt, Word
 
 CHANNELS = ("sms", "email")
 
@@ -177,6 +179,16 @@ def code_hash(key: str, customer_id: int, session: str, code: str) -> str:
 class VerifyOtpParams(Params):
     phone_number: PhoneE164
     otp_code: OtpCode
+    # phone_number as this turn gave it, kept with the verified session: a lock later in the session that sends the
+    # same text is matched to the session's customer without parsing it again (handlers.lock_card, issue 15).
+    phone_text: PhoneAsGiven | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _phone_as_given(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "phone_number" in data:
+            return {**data, "phone_text": data["phone_number"]}
+        return data
 
 
 class VerifyOtpResult(BaseModel):
@@ -222,7 +234,8 @@ def verify_otp(params: VerifyOtpParams, call: Call) -> VerifyOtpResult:
         challenge.status = "verified"
         customer.otp_failures = 0
         abuse.reset(call, limits)
-        repo.add(VerifiedSession(session=call.session, customer_id=customer.id, verified_at=call.now))
+        repo.add(VerifiedSession(session=call.session, customer_id=customer.id, verified_at=call.now,
+                                 phone_text=params.phone_text, phone_e164=customer.phone_e164))
         after: dict[str, object] = {"challenge_id": challenge.id}
         token = None
         if call.issue_credential:

@@ -8,7 +8,8 @@ from cardstore.models import Customer, utcnow
 from cardstore.repository import CustomerRow
 from cardstore.uow import UnitOfWork
 from contact import e164, parse_phone
-from handlers.errors import AuthRequired, CustomerNotFound
+from handlers.errors import AuthRequired, CustomerNotFound, InvalidParameter
+from handlers.values import PhoneText
 from settings import STEP_UP_WINDOW_S, Settings
 
 WEBHOOK_ACTOR = "system:webhook"
@@ -36,6 +37,16 @@ class Call:
             return e164(parse_phone(self.caller_id, self.settings.default_region))
         except ValueError:
             return None  # withheld or malformed ANI: the caller must give a number
+
+    def phone_e164(self, phone: str) -> str:
+        """A number as the turn gave it (values.PhoneText), parsed: InvalidParameter when it is no phone number, as
+        validating a PhoneE164 parameter answers. A number already in E.164 (a plain str) is returned as it is."""
+        if not isinstance(phone, PhoneText):
+            return phone
+        try:
+            return phone.e164(self.settings.default_region)
+        except ValueError:
+            raise InvalidParameter("invalid parameter: phone_number") from None
 
     def customer(self, phone_e164: str) -> Customer:
         """The live (not deleted) customer with this number, or CustomerNotFound."""

@@ -19,7 +19,7 @@ from cardstore.repository import LockTarget
 from handlers import notices
 from handlers.call import Call
 from handlers.errors import CardNotFound, InvalidParameter, ReissueLimitReached
-from handlers.values import Last4, PhoneE164, SmallInt, Word, ZipCode
+from handlers.values import Last4, PhoneAsGiven, PhoneE164, SmallInt, Word, ZipCode
 
 DELIVERY_BUSINESS_DAYS = 3
 
@@ -68,6 +68,8 @@ def validate_card(params: ValidateCardParams, call: Call) -> ValidateCardResult:
 
 
 class LockParams(CardParams):
+    # As the turn gave it: matched first against the text this session verified with (see lock_card_ticket_number).
+    phone_number: PhoneAsGiven
     lock_type: Word
     lock_reason: Word
 
@@ -89,10 +91,18 @@ def lock_card_ticket_number(params: LockParams, call: Call) -> LockResult:
         raise InvalidParameter("lock_reason must be one of " + ", ".join(LOCK_REASONS))
     repo, last4 = call.uow.repo, params.last_four_digit_of_card_number
 
-    def read() -> LockTarget:
-        target = repo.lock_target(params.phone_number, last4, call.session, call.step_up_since, params.lock_type)
+    def read(phone_e164: str | None = None) -> LockTarget:
+        if phone_e164 is None:
+            # The number as this session's verifying turn gave it: the same text is the same customer, and nothing
+            # is parsed (issue 15). Otherwise (written differently, an older session, a stranger) it is parsed.
+            target = repo.lock_target_by_text(params.phone_number, last4, call.session, call.step_up_since,
+                                              params.lock_type)
+            if target is not None:
+                return target
+            phone_e164 = call.phone_e164(params.phone_number)
+        target = repo.lock_target(phone_e164, last4, call.session, call.step_up_since, params.lock_type)
         if target is None:
-            call.step_up_customer(params.phone_number)  # AuthRequired: a stranger, or not verified recently
+            call.step_up_customer(phone_e164)  # AuthRequired: a stranger, or not verified recently
             raise CardNotFound("no such card for this customer")
         return target
 
@@ -110,7 +120,7 @@ def lock_card_ticket_number(params: LockParams, call: Call) -> LockResult:
         # On PostgreSQL a lock that waited for the card's row lock sees the card as the other lock left it, but the
         # rest as it was when it started: a concurrent delivery of this same request finds its twin's ticket only
         # by reading again (the row lock is held now, so this read is current).
-        target = read()
+        target = read(target.phone_e164)
         done = replay(target)
         if done is not None:
             return done

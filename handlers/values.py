@@ -12,9 +12,9 @@ import math
 import unicodedata
 from typing import Annotated, Any
 
-from pydantic import BeforeValidator, ValidationInfo
+from pydantic import BeforeValidator, PlainValidator, ValidationInfo
 
-from contact import e164, parse_phone
+from contact import e164, parse_phone, phone_text
 from safetext import has_controls
 
 MAX_TEXT = 200  # no CX parameter we read is longer; longer input is refused, not truncated
@@ -119,3 +119,25 @@ def _e164_of(value: str | int | float, region: str) -> str:
 
 # Validate with `context={"region": settings.default_region}`; the value becomes E.164.
 PhoneE164 = Annotated[str, BeforeValidator(_phone_e164)]
+
+
+class PhoneText(str):
+    """A phone number as a turn gave it, not parsed: `contact.phone_text` of the value (no control character, at most
+    40 characters, NFKC, stripped). A lock first matches it against the text its session verified with (issue 15:
+    phonenumbers is the largest cost of a lock by a caller this process has not seen); `e164` parses it."""
+
+    __slots__ = ()
+
+    def e164(self, region: str) -> str:
+        """The number in E.164 (ValueError when it is not a phone number)."""
+        return _e164_of(str(self), region)
+
+
+def _phone_as_given(value: Any) -> PhoneText:
+    if isinstance(value, str) and has_controls(value):
+        raise ValueError("phone number is not a phone number")
+    return PhoneText(phone_text(value))
+
+
+# The value stays the caller's text (a PhoneText); nothing is parsed.
+PhoneAsGiven = Annotated[str, PlainValidator(_phone_as_given)]

@@ -186,7 +186,9 @@ class Service:
                                 caller_id=turn.caller_id, issue_credential=turn.issue_credential,
                                 upstream_phone=upstream_phone)
                     if turn.credential is not None:
-                        call.session = credential_session(turn.credential, getattr(params, "phone_number", ""), call)
+                        # The lock keeps the turn's text (values.PhoneText): a credential speaks for an E.164 number.
+                        phone = call.phone_e164(getattr(params, "phone_number", ""))
+                        call.session = credential_session(turn.credential, phone, call)
                     result = route.handler(params, call)
                 break
             except IntegrityError:

@@ -372,3 +372,62 @@ def test_two_sessions_locking_one_card_at_once_make_one_change_from_active(make_
         status = audit.after["status"]
     final = _card(store)
     assert (final.status, final.status_version) == (status, len(tickets))
+
+
+# --- the number as the session verified it (issue 15: a lock by a verified session's own text parses nothing) ------
+
+def test_a_lock_with_the_verified_number_written_otherwise_still_locks(caller, store):
+    """Verified as "090-0000-1111", locking as "09000001111" (or the E.164 form): the same customer, one lock."""
+    h = caller("090-0000-1111", session="written-otherwise")
+    assert h.authenticate()["otp_verified"] is True
+    h.phone_number = "+81 90 0000 1111"
+    answer = lock(h)
+    assert answer["card_status"] == "inactive" and "webhook_error_code" not in answer
+
+
+def test_a_verified_text_opens_nothing_in_another_session(caller, store):
+    """Session A verified Hanako with this very text; session B, which verified nothing, sends the same text."""
+    caller(HANAKO, session="verified-a").authenticate()
+    with unchanged(store, except_tables=("throttle_counters", "audit_events")):
+        assert lock(caller(HANAKO, session="never-verified-b"))["webhook_error_code"] == "AUTH_REQUIRED"
+
+
+def test_a_verified_text_is_dead_once_the_number_is_the_customers_no_longer(hanako, store):
+    """Hanako verified with 090-0000-1111; an operator then gives her another number: the session's text no longer
+    speaks for her (a lock finds no customer with that number), as before the text was kept."""
+    with store.unit_of_work() as uow:
+        uow.session.execute(update(Customer).where(Customer.phone_e164 == HANAKO_E164)
+                            .values(phone_e164="+819000009999"))
+        uow.commit()
+    with unchanged(store, except_tables=("throttle_counters", "audit_events")):
+        assert lock(hanako)["webhook_error_code"] == "AUTH_REQUIRED"
+
+
+def test_a_verified_text_is_dead_once_the_number_is_given_to_someone_else(hanako, store):
+    """Hanako verified with her number; it is then given to a new customer (Hanako's changed): the session's text
+    must not open the new holder's card, although the text now canonicalises to the new holder's number."""
+    with store.unit_of_work() as uow:
+        uow.session.execute(update(Customer).where(Customer.phone_e164 == HANAKO_E164)
+                            .values(phone_e164="+819000009999"))
+        newcomer = Customer(phone_e164=HANAKO_E164, name="新", email=None, zip_code="1000001")
+        uow.session.add(newcomer)
+        uow.session.flush()
+        uow.session.add(Card(customer_id=newcomer.id, last4="4444", vendor="Visa"))
+        uow.commit()
+    with unchanged(store, except_tables=("throttle_counters", "audit_events")):
+        assert lock(hanako)["webhook_error_code"] == "AUTH_REQUIRED"
+
+
+def test_a_lock_by_the_text_its_session_verified_with_parses_no_number(caller, store):
+    """The webhook's cache of parsed numbers, emptied after verification: a lock sending the verified text leaves it
+    empty (the number was not parsed); one sending the number written otherwise parses it (one entry)."""
+    from handlers.values import _e164_of
+
+    h = caller("090-0000-1111", session="parses-nothing")
+    assert h.authenticate()["otp_verified"] is True
+    _e164_of.cache_clear()
+    assert lock(h)["card_status"] == "inactive"
+    assert _e164_of.cache_info().currsize == 0
+    h.phone_number = "09000001111"
+    assert lock(h, lock_type="blocked")["card_status"] == "blocked"
+    assert _e164_of.cache_info().currsize == 1
