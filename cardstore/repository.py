@@ -268,52 +268,39 @@ class LockTarget(NamedTuple):
     free_number: int | None  # a ticket number no ticket has (None: every candidate was taken)
 
 
+def _lock_target(customers, *where) -> PlainQuery:
+    """What a lock reads (LockTarget's columns), from `customers` (the customers table, or a join that ends in it)
+    narrowed by `where`: their card with these last four digits, row-locked on PostgreSQL (FOR UPDATE OF cards;
+    SQLite's writing unit holds the database's write lock since BEGIN IMMEDIATE); the newest ticket of (session,
+    card, lock type); a free number."""
+    return PlainQuery(
+        select(
+            _C.id, _C.phone_e164, _K.id, _K.status, _K.status_version,
+            _TICKET.c.number, _TICKET.c.created_at, _TICKET.c.card_status_version,
+            _free_number_among(NUMBER_CANDIDATES).label("free_number"),
+        )
+        .select_from(
+            customers
+            .join(Card.__table__, and_(_K.customer_id == _C.id, _K.last4 == bindparam("last4")))
+            .outerjoin(_TICKET, _TICKET.c.id == select(func.max(_NEWEST.c.id)).where(
+                _NEWEST.c.session == bindparam("session"), _NEWEST.c.card_id == _K.id,
+                _NEWEST.c.lock_type == bindparam("lock_type")).scalar_subquery())
+        )
+        .where(_C.deleted_at.is_(None), *where)
+        .limit(1)
+        .with_for_update(of=Card.__table__)
+    )
+
+
 # The live customer with this number, verified by this session since `since` (else no row: the caller tells a
-# stranger from an unverified customer or a missing card with a second statement, on that path only); their card
-# with these last four digits, row-locked on PostgreSQL (FOR UPDATE OF cards; SQLite's writing unit holds the
-# database's write lock since BEGIN IMMEDIATE); the newest ticket of (session, card, lock type); a free number.
-_LOCK_TARGET = PlainQuery(
-    select(
-        _C.id, _C.phone_e164, _K.id, _K.status, _K.status_version,
-        _TICKET.c.number, _TICKET.c.created_at, _TICKET.c.card_status_version,
-        _free_number_among(NUMBER_CANDIDATES).label("free_number"),
-    )
-    .select_from(
-        Customer.__table__
-        .join(Card.__table__, and_(_K.customer_id == _C.id, _K.last4 == bindparam("last4")))
-        .outerjoin(_TICKET, _TICKET.c.id == select(func.max(_NEWEST.c.id)).where(
-            _NEWEST.c.session == bindparam("session"), _NEWEST.c.card_id == _K.id,
-            _NEWEST.c.lock_type == bindparam("lock_type")).scalar_subquery())
-    )
-    .where(
-        _C.phone_e164 == bindparam("phone"), _C.deleted_at.is_(None),
-        _VERIFIED_BY_SESSION,
-    )
-    .with_for_update(of=Card.__table__)
-)
+# stranger from an unverified customer or a missing card with a second statement, on that path only).
+_LOCK_TARGET = _lock_target(Customer.__table__, _C.phone_e164 == bindparam("phone"), _VERIFIED_BY_SESSION)
 # The same, found by the number as this session's verifying turn gave it (VerifiedSession.phone_text) instead of its
 # E.164 form: the session's customer, while they still have the number the text stood for then.
-_LOCK_TARGET_BY_TEXT = PlainQuery(
-    select(
-        _C.id, _C.phone_e164, _K.id, _K.status, _K.status_version,
-        _TICKET.c.number, _TICKET.c.created_at, _TICKET.c.card_status_version,
-        _free_number_among(NUMBER_CANDIDATES).label("free_number"),
-    )
-    .select_from(
-        VerifiedSession.__table__
-        .join(Customer.__table__, and_(_C.id == _V.customer_id, _C.phone_e164 == _V.phone_e164))
-        .join(Card.__table__, and_(_K.customer_id == _C.id, _K.last4 == bindparam("last4")))
-        .outerjoin(_TICKET, _TICKET.c.id == select(func.max(_NEWEST.c.id)).where(
-            _NEWEST.c.session == bindparam("session"), _NEWEST.c.card_id == _K.id,
-            _NEWEST.c.lock_type == bindparam("lock_type")).scalar_subquery())
-    )
-    .where(
-        _V.session == bindparam("session"), _V.phone_text == bindparam("text"),
-        _V.verified_at >= bindparam("since", type_=_V.verified_at.type), _C.deleted_at.is_(None),
-    )
-    .limit(1)
-    .with_for_update(of=Card.__table__)
-)
+_LOCK_TARGET_BY_TEXT = _lock_target(
+    VerifiedSession.__table__.join(Customer.__table__, and_(_C.id == _V.customer_id, _C.phone_e164 == _V.phone_e164)),
+    _V.session == bindparam("session"), _V.phone_text == bindparam("text"),
+    _V.verified_at >= bindparam("since", type_=_V.verified_at.type))
 _FREE_LOCK_NUMBER = PlainQuery(select(_free_number_among(NUMBER_CANDIDATES)))
 
 
@@ -499,20 +486,18 @@ class Repository:
                     lock_type: str) -> LockTarget | None:
         """The card to lock and all the lock decides on, in one statement; None unless `session` verified the live
         customer with this number at or after `since` and they have this card. Row-locks the card (PostgreSQL)."""
-        values: dict[str, Any] = {"phone": phone_e164, "last4": last4, "session": session, "since": since,
-                                  "lock_type": lock_type}
-        values.update(_candidates())
-        rows = self._uow.execute(_LOCK_TARGET, values)
-        return LockTarget(*rows[0]) if rows else None
+        return self._lock_target(_LOCK_TARGET, {"phone": phone_e164, "last4": last4, "session": session,
+                                                "since": since, "lock_type": lock_type})
 
     def lock_target_by_text(self, text: str, last4: str, session: str, since: dt.datetime,
                             lock_type: str) -> LockTarget | None:
         """`lock_target` for the number as `session`'s verifying turn gave it (parsing nothing): None unless that
         turn's text was `text`, at or after `since`, and the customer still has the number it stood for then."""
-        values: dict[str, Any] = {"text": text, "last4": last4, "session": session, "since": since,
-                                  "lock_type": lock_type}
-        values.update(_candidates())
-        rows = self._uow.execute(_LOCK_TARGET_BY_TEXT, values)
+        return self._lock_target(_LOCK_TARGET_BY_TEXT, {"text": text, "last4": last4, "session": session,
+                                                        "since": since, "lock_type": lock_type})
+
+    def _lock_target(self, query: PlainQuery, values: dict[str, Any]) -> LockTarget | None:
+        rows = self._uow.execute(query, {**values, **_candidates()})
         return LockTarget(*rows[0]) if rows else None
 
     def free_lock_number(self) -> int:

@@ -12,7 +12,6 @@ import secrets
 from typing import Any
 
 import pyotp
-
 from pydantic import BaseModel, ConfigDict, model_validator
 
 from cardstore.models import AuthToken, Customer, OtpChallenge, VerifiedSession

@@ -24,10 +24,10 @@ from typing import Callable, Iterable
 from sqlalchemy import Integer, and_, bindparam, func, or_, select, update
 
 from cardstore.errors import StoreUnavailable
-from contact import cost_risk
 from cardstore.models import OutboxMessage, utcnow
 from cardstore.repository import PlainQuery
 from cardstore.uow import Store
+from contact import cost_risk
 from notify.backends import Backend, DeliveryError, Message, Outgoing, backend_for, masked_recipient
 from settings import Settings
 
