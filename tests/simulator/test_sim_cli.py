@@ -264,6 +264,9 @@ def test_chat_up_arrow_recalls_the_last_line(tmp_path, terminal):
     t.type("\x1b[A\r")  # Up, Enter: /params again
     t.expect('"session"')
     assert "^[[A" not in t.screen and "unknown command" not in t.screen
+    # Ctrl-D only at the prompt: typed while the program is still printing, the terminal is in canonical mode and
+    # takes it as an end-of-file that readline's switch to raw mode drops — the chat then waits for ever.
+    t.expect("you> ")
     t.type("\x04")
     assert t.wait() == 0
 
