@@ -71,3 +71,45 @@ def test_a_store_connection_reads_the_file_through_a_memory_map(sqlite_url):
             assert uow.connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
     finally:
         store.dispose()
+
+
+# Every index on a table a lock writes to is one more B-tree page the lock's commit writes to the WAL (issue 15:
+# 13 pages a lock). lock_tickets needs its ticket number unique, a retry's look-up of (session, card, lock type),
+# and the card's tickets (the console, the foreign key's cascade): one index serves the last two, card first.
+LOCK_TICKET_INDEXES = {"ix_lock_tickets_card_session": ["card_id", "session", "lock_type"]}
+
+
+def test_a_lock_ticket_is_written_to_one_index_besides_its_unique_number(store_url):
+    engine = create_engine(store_url)
+    try:
+        inspector = inspect(engine)
+        # (PostgreSQL also lists the unique constraint's own index, marked as its duplicate.)
+        indexes = {ix["name"]: ix["column_names"] for ix in inspector.get_indexes("lock_tickets")
+                   if not ix.get("duplicates_constraint")}
+        assert indexes == LOCK_TICKET_INDEXES
+        assert [u["column_names"] for u in inspector.get_unique_constraints("lock_tickets")] == [["number"]]
+    finally:
+        engine.dispose()
+
+
+def test_the_lock_finds_a_retrys_ticket_and_the_console_a_cards_tickets_through_that_index(sqlite_url):
+    from sqlalchemy import bindparam, select
+
+    from cardstore.models import LockTicket
+    from cardstore.repository import _LOCK_TARGET, _LOCK_TARGET_BY_TEXT, PlainQuery
+
+    path = sqlite_url.removeprefix("sqlite:///")
+    dialect = Store(sqlite_url).engine.dialect
+    # The console's `card_id IN (…)`, with the ids bound one by one (an expanding IN is only compiled when run).
+    by_card = PlainQuery(select(LockTicket.id).where(LockTicket.card_id.in_([bindparam("a"), bindparam("b")])))
+    conn = sqlite3.connect(path)
+    try:
+        newest = "SEARCH newest USING COVERING INDEX ix_lock_tickets_card_session (card_id=? AND session=? AND lock_type=?)"
+        for query, wanted in ((_LOCK_TARGET, newest), (_LOCK_TARGET_BY_TEXT, newest),
+                              (by_card, "SEARCH lock_tickets USING COVERING INDEX ix_lock_tickets_card_session (card_id=?)")):
+            sql = query.compiled(dialect).sql
+            plan = "\n".join(row[3] for row in conn.execute("EXPLAIN QUERY PLAN " + sql, [None] * sql.count("?")))
+            assert wanted in plan, plan
+            assert "SCAN" not in plan and "TEMP B-TREE" not in plan, plan
+    finally:
+        conn.close()
