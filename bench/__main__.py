@@ -33,6 +33,7 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Callable
 
 from bench import seed
 from bench.bodies import PREFIX, TAGS, WRITES, body, template
@@ -282,14 +283,18 @@ class Bench:
             relay.stop()
             store.dispose()
 
-    def keep_median_round(self, label: str, short: str, c: int, pairs: list[tuple[Run, Run]]) -> None:
-        """Of the alternating (baseline, service) rounds of one point, keep the round whose ratio is the median:
-        another process's burst on the shared machine lands on one run of one round, not on the figure."""
-        ratios = [svc.rps / base.rps for base, svc in pairs]
-        base, svc = sorted(pairs, key=lambda p: p[1].rps / p[0].rps)[len(pairs) // 2]
-        checks = {s.check for _, s in pairs}
-        svc.check = "ok" if checks == {"ok"} else "; ".join(sorted(checks))
-        self.runs += [base, svc]
+    def keep_median_round(self, label: str, short: str, c: int, pairs: list[tuple[Run, Run]],
+                          ratio: Callable[[Run, Run], float] = lambda base, svc: svc.rps / base.rps,
+                          checked: Callable[[tuple[Run, Run]], tuple[Run, ...]] = lambda pair: pair[1:]) -> None:
+        """Of the alternating rounds of one point (each a pair of runs and its `ratio`), keep the round whose ratio
+        is the median: another process's burst on the shared machine lands on one run of one round, not on the
+        figure. The `checked` runs of the kept round carry every round's check."""
+        ratios = [ratio(*pair) for pair in pairs]
+        kept = sorted(pairs, key=lambda pair: ratio(*pair))[len(pairs) // 2]
+        checks = {run.check for pair in pairs for run in checked(pair)}
+        for run in checked(kept):
+            run.check = "ok" if checks == {"ok"} else "; ".join(sorted(checks))
+        self.runs += list(kept)
         self.round_ratios[(label, short, c)] = ratios
 
     def growth_phase(self, url: str) -> None:
@@ -342,13 +347,8 @@ class Bench:
             for service in servers.values():
                 service.stop()
         for c, pairs in rounds.items():
-            ratios = [big.p50_ms / small_run.p50_ms for small_run, big in pairs]
-            kept = sorted(pairs, key=lambda p: p[1].p50_ms / p[0].p50_ms)[len(pairs) // 2]
-            checks = {r.check for p in pairs for r in p}
-            for run in kept:
-                run.check = "ok" if checks == {"ok"} else "; ".join(sorted(checks))
-            self.runs += list(kept)
-            self.round_ratios[("growth", "get_card_details", c)] = ratios
+            self.keep_median_round("growth", "get_card_details", c, pairs,
+                                   ratio=lambda small_run, big: big.p50_ms / small_run.p50_ms, checked=lambda pair: pair)
 
     def cold_phase(self, url: str) -> None:
         """Process start to the first answer, service and baseline alternately, `--cold-runs` times each."""

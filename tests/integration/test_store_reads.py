@@ -39,13 +39,15 @@ def test_the_reads_covering_indexes_replace_the_narrow_ones(store_url):
         engine.dispose()
 
 
-def _plan(path, *, analyzed: bool) -> str:
+def _plan(path, query=_READER, params=("session", "2000-01-01 00:00:00.000000", "+81000"), *,
+          analyzed: bool = False) -> str:
+    """SQLite's plan for `query` (a PlainQuery) on the store at `path`; `params` None: every parameter NULL."""
     conn = sqlite3.connect(path)
     try:
         if analyzed:
             conn.execute("ANALYZE")
-        sql = _READER.compiled(Store(f"sqlite:///{path}").engine.dialect).sql
-        rows = conn.execute("EXPLAIN QUERY PLAN " + sql, ("session", "2000-01-01 00:00:00.000000", "+81000")).fetchall()
+        sql = query.compiled(Store(f"sqlite:///{path}").engine.dialect).sql
+        rows = conn.execute("EXPLAIN QUERY PLAN " + sql, [None] * sql.count("?") if params is None else params)
         return "\n".join(row[3] for row in rows)
     finally:
         conn.close()
@@ -98,18 +100,11 @@ def test_the_lock_finds_a_retrys_ticket_and_the_console_a_cards_tickets_through_
     from cardstore.models import LockTicket
     from cardstore.repository import _LOCK_TARGET, _LOCK_TARGET_BY_TEXT, PlainQuery
 
-    path = sqlite_url.removeprefix("sqlite:///")
-    dialect = Store(sqlite_url).engine.dialect
     # The console's `card_id IN (…)`, with the ids bound one by one (an expanding IN is only compiled when run).
     by_card = PlainQuery(select(LockTicket.id).where(LockTicket.card_id.in_([bindparam("a"), bindparam("b")])))
-    conn = sqlite3.connect(path)
-    try:
-        newest = "SEARCH newest USING COVERING INDEX ix_lock_tickets_card_session (card_id=? AND session=? AND lock_type=?)"
-        for query, wanted in ((_LOCK_TARGET, newest), (_LOCK_TARGET_BY_TEXT, newest),
-                              (by_card, "SEARCH lock_tickets USING COVERING INDEX ix_lock_tickets_card_session (card_id=?)")):
-            sql = query.compiled(dialect).sql
-            plan = "\n".join(row[3] for row in conn.execute("EXPLAIN QUERY PLAN " + sql, [None] * sql.count("?")))
-            assert wanted in plan, plan
-            assert "SCAN" not in plan and "TEMP B-TREE" not in plan, plan
-    finally:
-        conn.close()
+    newest = "SEARCH newest USING COVERING INDEX ix_lock_tickets_card_session (card_id=? AND session=? AND lock_type=?)"
+    for query, wanted in ((_LOCK_TARGET, newest), (_LOCK_TARGET_BY_TEXT, newest),
+                          (by_card, "SEARCH lock_tickets USING COVERING INDEX ix_lock_tickets_card_session (card_id=?)")):
+        plan = _plan(sqlite_url.removeprefix("sqlite:///"), query, None)
+        assert wanted in plan, plan
+        assert "SCAN" not in plan and "TEMP B-TREE" not in plan, plan
