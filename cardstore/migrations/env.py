@@ -1,8 +1,9 @@
 """Alembic environment for the card store (run through cardstore.migrate)."""
 from alembic import context
-from sqlalchemy import create_engine
+from sqlalchemy import create_engine, event
 
 from cardstore.models import Base
+from cardstore.uow import sqlite_page_size
 
 config = context.config
 target_metadata = Base.metadata
@@ -17,6 +18,8 @@ def run_migrations_offline() -> None:
 
 def run_migrations_online() -> None:
     engine = create_engine(config.get_main_option("sqlalchemy.url"))
+    if engine.dialect.name == "sqlite":
+        event.listen(engine, "connect", sqlite_page_size)  # a store the migrations create gets the store's page size
     try:
         with engine.connect() as connection:
             context.configure(connection=connection, target_metadata=target_metadata, render_as_batch=True)

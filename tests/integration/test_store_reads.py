@@ -6,9 +6,10 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import create_engine, inspect
 
+from cardstore import fixtures, migrate
 from cardstore.models import Base
 from cardstore.repository import _READER
-from cardstore.uow import SQLITE_MMAP_BYTES, Store
+from cardstore.uow import SQLITE_MMAP_BYTES, SQLITE_PAGE_BYTES, Store
 
 READ_INDEXES = {
     "cards": ("ix_cards_customer_views", ["customer_id", "id", "last4", "vendor", "status"], "ix_cards_customer_id"),
@@ -108,3 +109,39 @@ def test_the_lock_finds_a_retrys_ticket_and_the_console_a_cards_tickets_through_
         plan = _plan(sqlite_url.removeprefix("sqlite:///"), query, None)
         assert wanted in plan, plan
         assert "SCAN" not in plan and "TEMP B-TREE" not in plan, plan
+
+
+# A lock's commit checksums and writes every B-tree page it changed, whole, to the WAL (issue 15: ~12 pages a lock):
+# with 2 KiB pages that is half the bytes; the reads visit the same number of pages (sixth pass in the README).
+def test_a_new_store_is_built_with_2_kib_pages(sqlite_url, tmp_path):
+    with sqlite3.connect(sqlite_url.removeprefix("sqlite:///")) as conn:  # built by the migrations
+        assert conn.execute("PRAGMA page_size").fetchone()[0] == SQLITE_PAGE_BYTES == 2048
+    fresh = tmp_path / "fresh.sqlite3"  # a file the store itself creates
+    store = Store(f"sqlite:///{fresh}")
+    try:
+        with store.unit_of_work() as uow:
+            uow.connection.exec_driver_sql("CREATE TABLE t (x INTEGER)")
+            uow.commit()
+    finally:
+        store.dispose()
+    with sqlite3.connect(fresh) as conn:
+        assert conn.execute("PRAGMA page_size").fetchone()[0] == 2048
+
+
+def test_a_store_built_with_other_pages_keeps_them_and_works(tmp_path):
+    """No silent rebuild: a store made before (4 KiB pages) is migrated, read and written as it is."""
+    path = tmp_path / "old.sqlite3"
+    with sqlite3.connect(path) as conn:
+        conn.execute("PRAGMA page_size=4096")
+        conn.execute("PRAGMA journal_mode=WAL")
+    url = f"sqlite:///{path}"
+    migrate.upgrade(url)
+    store = Store(url)
+    try:
+        fixtures.load(store)
+        with store.unit_of_work(read_only=True) as uow:
+            assert uow.connection.exec_driver_sql("SELECT count(*) FROM customers").scalar() > 0
+    finally:
+        store.dispose()
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA page_size").fetchone()[0] == 4096
