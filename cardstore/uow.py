@@ -64,7 +64,7 @@ SQLITE_MMAP_BYTES = 1 << 30
 # file, VACUUM, which nothing here runs). A commit writes every B-tree page it changed to the WAL whole, each with a
 # checksum over all of it: a lock changes ~12 pages (its card, ticket, audit row and notice, each with its indexes),
 # so half the page is half the bytes checksummed and written. Measured (`bench.instructions`, stores built each way):
-# a lock 824k -> 792k instructions; a read 411k either way (the same number of pages visited, ~0.5 % more at most).
+# a lock 822,544 -> 804,621 instructions; a read 411k either way (the same pages visited; +0.7 % at most).
 SQLITE_PAGE_BYTES = 2048
 # A webhook's commit does not checkpoint the WAL (copy its pages into the database file and fsync it: ~80 µs a lock,
 # averaged): the outbox relay, which runs beside the webhook, checkpoints it every CHECKPOINT_SECONDS
