@@ -142,6 +142,22 @@ def test_a_log_reader_cannot_replay_a_session_it_sees_in_the_logs(make_app, phon
     assert log_lines()[-1]["session"] != first["session"]
 
 
+def test_any_length_of_log_session_key_keys_the_reference(make_app, phone, log_lines):
+    """LOG_SESSION_KEY is the operator's text, of any length; the reference's keyed BLAKE2b takes 64 bytes at most.
+    A key of 200 characters serves (no error, no fallback to another key), and two keys that share their first
+    64 bytes still give two references."""
+    long_key = "k" * 64 + "-one-deployment-" + "x" * 120
+    refs = []
+    for key in (long_key, long_key.replace("one", "two")):
+        app = make_app(log_session_key=key)
+        caller = TracedCaller(app.test_client(), phone, "dialog-7-secret-session", "09000001111")
+        caller.call("verify_user")
+        line = log_lines()[-1]
+        assert line["outcome"] == "ok" and len(line["session"]) == 16
+        refs.append(line["session"])
+    assert refs[0] != refs[1]
+
+
 def test_a_log_line_that_cannot_be_written_spills_nothing(capfd, monkeypatch):
     """Standard output closed under the service (a broken pipe, a closed capture): logging's own error report would
     print the record's arguments to stderr unscrubbed; ours names the failure and nothing else."""
