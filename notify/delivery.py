@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Callable, Iterable
 
-from sqlalchemy import Integer, and_, bindparam, func, or_, select, update
+from sqlalchemy import Integer, and_, bindparam, func, or_, select, union_all, update
 
 from cardstore.errors import StoreUnavailable
 from cardstore.models import OutboxMessage, utcnow
@@ -79,30 +79,53 @@ def _ids_in(count: int):
     return _O.id.in_([bindparam(f"id_{i}", type_=Integer) for i in range(count)])
 
 
+def _sqlite_pick(now, ids: int | None):
+    """The ids of up to `limit` due rows, the longest due first, read in the due index's own order (SQLite).
+
+    Each way a row can be due is one range of ix_outbox_due (status, next_attempt_at): pending and failed rows whose
+    next attempt has come, `sending` rows whose lease lapsed. Each range is walked in its order and stops after
+    `limit` rows; of those (3 × `limit` at most) the `limit` due longest are kept. The whole due set is never read:
+    an `OR` of the three, ordered by id, made SQLite collect every due row and sort them — a claim of 32 cost the
+    whole backlog, under the store's single write lock (tests/notify/test_batch.py counts the steps)."""
+    limit = bindparam("limit", type_=Integer)
+    unexpired = or_(_O.expires_at.is_(None), _O.expires_at > now)
+    branches = []
+    for status, waited in (("pending", _O.next_attempt_at <= now), ("failed", _O.next_attempt_at <= now),
+                           ("sending", _O.lease_until < now)):
+        branch = select(_O.id, _O.next_attempt_at).where(_O.status == status, waited, _O.attempts < MAX_ATTEMPTS,
+                                                         unexpired)
+        if ids is not None:
+            branch = branch.where(_ids_in(ids))
+        # SQLite allows no ORDER BY/LIMIT on a compound's member: each is a subquery of its own.
+        branches.append(select(branch.order_by(_O.next_attempt_at, _O.id).limit(limit).subquery()))
+    due = union_all(*branches).subquery("due")
+    return select(due.c.id).order_by(due.c.next_attempt_at, due.c.id).limit(limit)
+
+
 @lru_cache(maxsize=64)
 def _claim_query(postgres: bool, ids: int | None) -> PlainQuery:
-    """UPDATE … RETURNING that claims the oldest due rows (among `ids` bound ids when not None), `limit` at most."""
+    """UPDATE … RETURNING that claims the due rows due longest (among `ids` bound ids when not None), `limit` at
+    most."""
     now = bindparam("now", type_=_O.next_attempt_at.type)
-    pick = select(_O.id).where(_due(now), or_(_O.expires_at.is_(None), _O.expires_at > now))
-    if ids is not None:
-        pick = pick.where(_ids_in(ids))
-    # SKIP LOCKED: a relay passes over rows another relay is claiming instead of queueing behind it. SQLite has
-    # no row locks (SQLAlchemy leaves the clause out): there the single UPDATE runs under the database's write
-    # lock, which makes it just as exclusive. The pick must be evaluated ONCE: with `id IN (subquery)`
-    # PostgreSQL may run the subquery once per outer row, and with SKIP LOCKED each run can pick other rows
-    # (seen: a one-row claim took two). On PostgreSQL the pick is therefore a MATERIALIZED CTE the UPDATE
-    # joins (`UPDATE … FROM picked`); SQLite (no concurrent writer can change the rows under the write lock)
-    # takes `id IN (subquery)`.
-    pick = pick.order_by(_O.id).limit(bindparam("limit", type_=Integer)).with_for_update(skip_locked=True)
     claim = update(_OUTBOX)
     if postgres:
-        # Checked again on the row the UPDATE locks: it may have changed since the pick read it.
+        pick = select(_O.id).where(_due(now), or_(_O.expires_at.is_(None), _O.expires_at > now))
+        if ids is not None:
+            pick = pick.where(_ids_in(ids))
+        # SKIP LOCKED: a relay passes over rows another relay is claiming instead of queueing behind it. The pick
+        # must be evaluated ONCE: with `id IN (subquery)` PostgreSQL may run the subquery once per outer row, and
+        # with SKIP LOCKED each run can pick other rows (seen: a one-row claim took two). The pick is therefore a
+        # MATERIALIZED CTE the UPDATE joins (`UPDATE … FROM picked`), checked again on the row the UPDATE locks:
+        # it may have changed since the pick read it. (SKIP LOCKED takes no compound query: one OR pick here.)
+        pick = (pick.order_by(_O.next_attempt_at, _O.id).limit(bindparam("limit", type_=Integer))
+                .with_for_update(skip_locked=True))
         picked = pick.cte("picked").prefix_with("MATERIALIZED")
         claim = claim.where(_O.id == picked.c.id, _due(now))
     else:
-        # One statement under the write lock: the rows are as the pick saw them. (Checking `due` here as well made
-        # SQLite walk every due row through the index and test it against the pick: a claim cost the whole backlog.)
-        claim = claim.where(_O.id.in_(pick.scalar_subquery()))
+        # SQLite has no row locks: the single UPDATE runs under the database's write lock, which makes it just as
+        # exclusive, and the rows are as the pick saw them. (Checking `due` here as well made SQLite walk every due
+        # row through the index and test it against the pick: a claim cost the whole backlog.)
+        claim = claim.where(_O.id.in_(_sqlite_pick(now, ids).scalar_subquery()))
     return PlainQuery(
         claim
         .values(status=bindparam("sending", "sending"), attempts=_O.attempts + 1,
