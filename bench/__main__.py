@@ -84,6 +84,7 @@ class Run:
     calls: dict[str, int] = field(default_factory=dict)  # service log lines by outcome
     written: dict[str, int] = field(default_factory=dict)  # rows the store gained
     check: str = ""  # "ok" or what was wrong
+    cpu_us: float | None = None  # the server's worker: user + system CPU µs per request wrk counted (Linux)
 
 
 def wrk(server: Server, short: str, concurrency: int, duration: float, *, mode: str, start: int = 0,
@@ -104,6 +105,22 @@ def to_run(store: str, target: str, short: str, concurrency: int, raw: dict) -> 
     errors = raw["connect_errors"] + raw["read_errors"] + raw["write_errors"] + raw["timeouts"] + raw["status_errors"]
     return Run(store, target, short, concurrency, raw["requests"], raw["requests"] / seconds,
                raw["p50_us"] / 1000, raw["p99_us"] / 1000, errors)
+
+
+def measured(server: Server, run_wrk: Callable[[], dict]) -> tuple[dict, float | None, float | None]:
+    """wrk's result, and the server's worker CPU seconds before and after it (None where /proc cannot tell)."""
+    before = server.worker_cpu()
+    raw = run_wrk()
+    return raw, before, server.worker_cpu()
+
+
+def per_request(run: Run, before: float | None, after: float | None) -> None:
+    if before is not None and after is not None and run.requests:
+        run.cpu_us = (after - before) / run.requests * 1e6
+
+
+def _cpu(run: Run) -> str:
+    return f"  cpu {run.cpu_us:4.0f} µs/req" if run.cpu_us is not None else ""
 
 
 # --- the store's own account of what was written ----------------------------------------------------------
@@ -257,9 +274,10 @@ class Bench:
                             raw_kwargs = {"mode": "random", "count": layout.readers}
                         before = written(url) if kind == "service" else {}
                         target.mark_log()
-                        raw = wrk(target, short, c, self.args.duration, template_file=self.templates[short],
-                                  **raw_kwargs)
+                        raw, cpu0, cpu1 = measured(target, lambda: wrk(
+                            target, short, c, self.args.duration, template_file=self.templates[short], **raw_kwargs))
                         run = to_run(label, kind, short, c, raw)
+                        per_request(run, cpu0, cpu1)
                         if short in WRITES and kind == "service":
                             # Every request took the next customer; the in-flight ones at the end too.
                             cursor["next"] += run.requests + c + 10
@@ -275,7 +293,7 @@ class Bench:
                         else:
                             pairs[-1] = (pairs[-1][0], run)
                         print(f"  {short:18s} c={c} {kind:8s} {run.rps:8.0f} req/s  p50 {run.p50_ms:6.2f} ms"
-                              f"  p99 {run.p99_ms:6.2f} ms  {run.check}", flush=True)
+                              f"  p99 {run.p99_ms:6.2f} ms{_cpu(run)}  {run.check}", flush=True)
                     self.keep_median_round(label, short, c, pairs)
         finally:
             baseline.stop()
@@ -334,14 +352,16 @@ class Bench:
                     for label, _, prefix, stride_ in sizes if n % 2 == 0 else sizes[::-1]:
                         service = servers[label]
                         service.mark_log()
-                        raw = wrk(service, "get_card_details", c, self.args.duration, mode="random", count=small,
-                                  stride=stride_, prefix=prefix, template_file=self.templates["get_card_details"])
+                        raw, cpu0, cpu1 = measured(service, lambda: wrk(
+                            service, "get_card_details", c, self.args.duration, mode="random", count=small,
+                            stride=stride_, prefix=prefix, template_file=self.templates["get_card_details"]))
                         run = to_run(label, "service", "get_card_details", c, raw)
+                        per_request(run, cpu0, cpu1)
                         run.calls = settled_calls(service)
                         check_run(run, {}, {})
                         this_round[label] = run
                         print(f"  round {n + 1} {label:12s} c={c} {run.rps:8.0f} req/s  p50 {run.p50_ms:6.2f} ms"
-                              f"  p99 {run.p99_ms:6.2f} ms  {run.check}", flush=True)
+                              f"  p99 {run.p99_ms:6.2f} ms{_cpu(run)}  {run.check}", flush=True)
                     rounds.setdefault(c, []).append((this_round[sizes[0][0]], this_round[sizes[1][0]]))
         finally:
             for service in servers.values():
@@ -524,6 +544,23 @@ def report(bench: Bench, info: dict[str, object], imports: dict[str, float], com
                 lines.append(f"| {store} | {short} | {c} | {svc.rps:.0f} | {svc.p50_ms:.2f} | {svc.p99_ms:.2f} | "
                              f"{base.rps:.0f} | {base.p50_ms:.2f} | {ratio} | {rounds} | {svc.check} |" if base else
                              f"| {store} | {short} | {c} | {svc.rps:.0f} | {svc.p50_ms:.2f} | {svc.p99_ms:.2f} | – | – | – | – | {svc.check} |")
+    cpu_rows = []
+    for store in stores:
+        for short in TAGS:
+            for c in args.concurrency:
+                svc, base = pair(bench.runs, store, short, c)
+                if svc is not None and base is not None and svc.cpu_us and base.cpu_us:
+                    cpu_rows.append(f"| {store} | {short} | {c} | {svc.cpu_us:.0f} | {base.cpu_us:.0f} | "
+                                    f"{base.cpu_us / svc.cpu_us:.2f} | {svc.rps / base.rps:.2f} |")
+    if cpu_rows:
+        lines += ["", "## CPU per request", "",
+                  "The server's worker, user + system time from /proc over the same kept round's runs, ÷ the "
+                  "requests wrk counted: what one request costs the server. A busy neighbour moves it far less "
+                  "than req/s (it slows the run; the work per request stays). baseline ÷ service is the req/s "
+                  "ratio the service would reach if neither worker were ever idle; where the measured ratio is "
+                  "lower, the service's worker waited (for SQLite's write lock, the disk) more than the baseline's.",
+                  "", "| store | tag | c | service µs | baseline µs | baseline ÷ service | req/s ratio |",
+                  "|---|---|---:|---:|---:|---:|---:|", *cpu_rows]
     growth = [r for r in bench.runs if r.store.startswith("sqlite-") and r.store != "sqlite-tmpfs"]
     if growth:
         lines += ["", "## Store growth: get_card_details", "",

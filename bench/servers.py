@@ -58,6 +58,28 @@ def post(url: str, body: bytes, timeout: float = 10.0) -> tuple[int, bytes]:
         return exc.code, exc.read()
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time process `pid` has spent, in seconds (Linux: /proc/<pid>/stat, fields 14 and 15)."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    fields = stat.rsplit(")", 1)[1].split()  # after the command name, which may hold spaces and parentheses
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def child_pids(pid: int) -> list[int]:
+    """The processes whose parent is `pid` (Linux: /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:  # gone meanwhile
+            continue
+        if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+            found.append(int(entry.name))
+    return found
+
+
 @dataclass
 class Server:
     """One gunicorn master with one sync worker; stdout (the service's JSON log lines) goes to `log`."""
@@ -78,9 +100,10 @@ class Server:
     def start(self) -> None:
         env = {**os.environ, **self.env, "PYTHONUNBUFFERED": "0"}
         self.started_at = time.perf_counter()
-        self.process = subprocess.Popen([*GUNICORN, "--bind", f"127.0.0.1:{self.port}", self.app], cwd=ROOT,
-                                        env=env, stdout=self.log.open("ab"), stderr=subprocess.STDOUT,
-                                        preexec_fn=pinned(SERVER_CPUS))
+        with self.log.open("ab") as out:  # the child keeps its own copy of the descriptor
+            self.process = subprocess.Popen([*GUNICORN, "--bind", f"127.0.0.1:{self.port}", self.app], cwd=ROOT,
+                                            env=env, stdout=out, stderr=subprocess.STDOUT,
+                                            preexec_fn=pinned(SERVER_CPUS))
 
     def first_answer(self, body: bytes, deadline_s: float = 60.0) -> tuple[float, int, bytes]:
         """Poll with `body` until the server answers; seconds from start() to that first answer."""
@@ -105,6 +128,23 @@ class Server:
                 self.process.kill()
                 self.process.wait()
         self.process = None
+
+    def worker_pid(self) -> int | None:
+        """The gunicorn worker (the master's one child), or None (not started, stopped, not Linux)."""
+        if self.process is None or self.process.poll() is not None or not Path("/proc/self/stat").exists():
+            return None
+        children = child_pids(self.process.pid)
+        return children[0] if len(children) == 1 else None
+
+    def worker_cpu(self) -> float | None:
+        """The worker's CPU time so far in seconds (user + system), or None when it cannot be read."""
+        pid = self.worker_pid()
+        if pid is None:
+            return None
+        try:
+            return cpu_seconds(pid)
+        except OSError:
+            return None
 
     def mark_log(self) -> None:
         self._log_offset = self.log.stat().st_size if self.log.exists() else 0
