@@ -12,6 +12,9 @@ One run, one machine (see the Benchmark section of the project README):
 5. The same tags on PostgreSQL (database `lockcard_bench`, created if missing; never `test`), pool size 1.
 6. `python -c "import main"` against `python -c "import flask"` (hyperfine, median).
 
+Around every wrk run the server's worker's CPU time is read from /proc: the report gives the CPU a request costs
+each server beside the req/s ratio (reported, not a target).
+
 Every run is checked: the service's own log lines must all be `outcome: ok`, and for the writes the store must
 hold one ticket (or one failed-attempt audit row) per answered request. Each target of issue 15 is printed with
 its measured ratio and whether it is met. Figures go to stdout, `bench/results.md` and `bench/results.json`.
