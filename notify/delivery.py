@@ -50,15 +50,25 @@ EXPIRED = "the code expired before it could be delivered"
 NEVER_TEXTED = "a premium-rate, shared-cost, toll-free or UAN number is never texted"
 
 
-def _due(now):
-    """Rows a relay may claim now: queued and due, or left in `sending` by a relay whose lease ran out. `now` is a
+def _due_ways(now) -> list:
+    """The three ways a row is due, each one range of ix_outbox_due (status, next_attempt_at) and its own test:
+    pending or failed with its next attempt come, or left in `sending` by a relay whose lease ran out. `now` is a
     datetime or the statement's bound parameter; the statuses are equalities (not an expanding IN), so the claim can
     be compiled once (see _claim_query)."""
-    return or_(
-        and_(or_(OutboxMessage.status == "pending", OutboxMessage.status == "failed"),
-             OutboxMessage.next_attempt_at <= now, OutboxMessage.attempts < MAX_ATTEMPTS),
-        and_(OutboxMessage.status == "sending", OutboxMessage.lease_until < now, OutboxMessage.attempts < MAX_ATTEMPTS),
-    )
+    return [and_(OutboxMessage.status == status, waited, OutboxMessage.attempts < MAX_ATTEMPTS)
+            for status, waited in (("pending", OutboxMessage.next_attempt_at <= now),
+                                   ("failed", OutboxMessage.next_attempt_at <= now),
+                                   ("sending", OutboxMessage.lease_until < now))]
+
+
+def _due(now):
+    """Rows a relay may claim now (any of `_due_ways`)."""
+    return or_(*_due_ways(now))
+
+
+def _unexpired(now):
+    """A code past its expiry is never claimed; other notices have none."""
+    return or_(OutboxMessage.expires_at.is_(None), OutboxMessage.expires_at > now)
 
 
 _OUTBOX = OutboxMessage.__table__
@@ -88,12 +98,9 @@ def _sqlite_pick(now, ids: int | None):
     an `OR` of the three, ordered by id, made SQLite collect every due row and sort them — a claim of 32 cost the
     whole backlog, under the store's single write lock (tests/notify/test_batch.py counts the steps)."""
     limit = bindparam("limit", type_=Integer)
-    unexpired = or_(_O.expires_at.is_(None), _O.expires_at > now)
     branches = []
-    for status, waited in (("pending", _O.next_attempt_at <= now), ("failed", _O.next_attempt_at <= now),
-                           ("sending", _O.lease_until < now)):
-        branch = select(_O.id, _O.next_attempt_at).where(_O.status == status, waited, _O.attempts < MAX_ATTEMPTS,
-                                                         unexpired)
+    for way in _due_ways(now):
+        branch = select(_O.id, _O.next_attempt_at).where(way, _unexpired(now))
         if ids is not None:
             branch = branch.where(_ids_in(ids))
         # SQLite allows no ORDER BY/LIMIT on a compound's member: each is a subquery of its own.
@@ -109,7 +116,7 @@ def _claim_query(postgres: bool, ids: int | None) -> PlainQuery:
     now = bindparam("now", type_=_O.next_attempt_at.type)
     claim = update(_OUTBOX)
     if postgres:
-        pick = select(_O.id).where(_due(now), or_(_O.expires_at.is_(None), _O.expires_at > now))
+        pick = select(_O.id).where(_due(now), _unexpired(now))
         if ids is not None:
             pick = pick.where(_ids_in(ids))
         # SKIP LOCKED: a relay passes over rows another relay is claiming instead of queueing behind it. The pick
