@@ -89,6 +89,12 @@ class Run:
     check: str = ""  # "ok" or what was wrong
     cpu_us: float | None = None  # the server's worker: user + system CPU µs per request wrk counted (Linux)
 
+    @property
+    def busy(self) -> float | None:
+        """The share of the run the server's worker spent on the CPU (CPU per request × requests per second); the
+        rest it waited — for a connection, SQLite's write lock, the disk. None without a CPU reading."""
+        return None if self.cpu_us is None else self.cpu_us * self.rps / 1e6
+
 
 def wrk(server: Server, short: str, concurrency: int, duration: float, *, mode: str, start: int = 0,
         count: int = 1, stride: int = 1, prefix: str | None = None, template_file: Path) -> dict:
@@ -554,16 +560,19 @@ def report(bench: Bench, info: dict[str, object], imports: dict[str, float], com
                 svc, base = pair(bench.runs, store, short, c)
                 if svc is not None and base is not None and svc.cpu_us and base.cpu_us:
                     cpu_rows.append(f"| {store} | {short} | {c} | {svc.cpu_us:.0f} | {base.cpu_us:.0f} | "
-                                    f"{base.cpu_us / svc.cpu_us:.2f} | {svc.rps / base.rps:.2f} |")
+                                    f"{base.cpu_us / svc.cpu_us:.2f} | {svc.rps / base.rps:.2f} | "
+                                    f"{svc.busy:.0%} | {base.busy:.0%} |")
     if cpu_rows:
         lines += ["", "## CPU per request", "",
                   "The server's worker, user + system time from /proc over the same kept round's runs, ÷ the "
                   "requests wrk counted: what one request costs the server. A busy neighbour moves it far less "
                   "than req/s (it slows the run; the work per request stays). baseline ÷ service is the req/s "
                   "ratio the service would reach if neither worker were ever idle; where the measured ratio is "
-                  "lower, the service's worker waited (for SQLite's write lock, the disk) more than the baseline's.",
-                  "", "| store | tag | c | service µs | baseline µs | baseline ÷ service | req/s ratio |",
-                  "|---|---|---:|---:|---:|---:|---:|", *cpu_rows]
+                  "lower, the service's worker waited (for SQLite's write lock, the disk) more than the baseline's. "
+                  "busy: the share of the run each worker spent on the CPU (µs per request × req/s); the req/s "
+                  "ratio is the CPU ratio × service busy ÷ baseline busy.",
+                  "", "| store | tag | c | service µs | baseline µs | baseline ÷ service | req/s ratio | service busy "
+                  "| baseline busy |", "|---|---|---:|---:|---:|---:|---:|---:|---:|", *cpu_rows]
     growth = [r for r in bench.runs if r.store.startswith("sqlite-") and r.store != "sqlite-tmpfs"]
     if growth:
         lines += ["", "## Store growth: get_card_details", "",

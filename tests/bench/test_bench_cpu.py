@@ -54,3 +54,17 @@ def test_a_servers_worker_cpu_is_its_gunicorn_workers(tmp_path):
     finally:
         server.stop()
     assert server.worker_cpu() is None
+
+
+def test_busy_is_the_share_of_the_run_the_worker_spent_on_the_cpu():
+    """500 µs a request at 1,800 req/s is 90 % of the run on the CPU; the req/s ratio is the CPU ratio times the
+    ratio of the two workers' busy shares (what separates the two columns of the CPU table); no CPU reading, no
+    share."""
+    from bench.__main__ import Run
+
+    service = Run("sqlite", "service", "lock", 8, 9000, 1800.0, 4.2, 14.0, 0, cpu_us=500.0)
+    baseline = Run("sqlite", "baseline", "lock", 8, 18000, 3600.0, 2.1, 4.0, 0, cpu_us=262.5)
+    assert service.busy == pytest.approx(0.9)
+    assert baseline.busy == pytest.approx(0.945)
+    assert service.rps / baseline.rps == pytest.approx(baseline.cpu_us / service.cpu_us * service.busy / baseline.busy)
+    assert Run("sqlite", "service", "lock", 8, 9000, 1800.0, 4.2, 14.0, 0).busy is None
